@@ -1,0 +1,132 @@
+//! The web edge: routes, per-request logging, request ids and health checks.
+
+pub mod pages;
+pub mod params;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::oauth::{authorize, introspect, revoke, token};
+use crate::oidc::{discovery, userinfo};
+use crate::secret::random_id;
+use crate::state::AppState;
+
+/// The client id a handler learned, for the request log line.
+#[derive(Debug, Clone)]
+pub struct ClientIdForLog(pub String);
+
+/// Builds the router with every route and middleware.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(discovery::openid_configuration),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(discovery::oauth_metadata),
+        )
+        .route(
+            "/.well-known/smart-configuration",
+            get(discovery::smart_configuration),
+        )
+        .route("/jwks", get(discovery::jwks))
+        .route(
+            "/authorize",
+            get(authorize::authorize).post(authorize::authorize),
+        )
+        .route("/authorize/resume", get(authorize::resume))
+        .route(
+            "/login",
+            get(authorize::login_page).post(authorize::login_submit),
+        )
+        .route(
+            "/consent",
+            get(authorize::consent_page).post(authorize::consent_submit),
+        )
+        .route("/token", post(token::token))
+        .route("/revoke", post(revoke::revoke))
+        .route("/introspect", post(introspect::introspect))
+        .route(
+            "/userinfo",
+            get(userinfo::userinfo).post(userinfo::userinfo),
+        )
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .fallback(not_found)
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+async fn health() -> Response {
+    axum::Json(json!({ "status": "ok" })).into_response()
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => axum::Json(json!({ "status": "ready" })).into_response(),
+        Err(err) => {
+            tracing::warn!(target: "zarish::store", error = %err, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({ "status": "unavailable" })),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({ "error": "not_found" })),
+    )
+        .into_response()
+}
+
+/// Logs one structured line per request and sets security headers common to every response.
+async fn log_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let request_id = random_id();
+
+    let mut response = next.run(request).await;
+
+    let status = response.status().as_u16();
+    let latency_us = started.elapsed().as_micros() as u64;
+    let client_id = response
+        .extensions()
+        .get::<ClientIdForLog>()
+        .map(|c| c.0.clone());
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-request-id", value);
+    }
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    tracing::info!(
+        target: "zarish::request",
+        %method,
+        route,
+        status,
+        latency_us,
+        client_id = client_id.as_deref(),
+        request_id,
+        "request"
+    );
+    response
+}

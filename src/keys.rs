@@ -1,0 +1,321 @@
+//! Signing keys: an ES256 key for access and refresh tokens, an RS256 key for ID tokens (and the
+//! ES256 key for clients that register ES256). Private keys are PKCS#8 PEM files of mode 0600 in
+//! `DATA_DIR/keys/`; the store records which keys exist and when each was retired. After a
+//! rotation, a retired key's public half stays in the JWKS for `retention` seconds, long enough
+//! for every token it signed to expire.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use aws_lc_rs::encoding::AsDer;
+use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, ThumbprintHash};
+use jsonwebtoken::{DecodingKey, EncodingKey};
+use zeroize::Zeroizing;
+
+use crate::model::SigningAlg;
+use crate::store::{SharedStore, SigningKeyRecord, StoreError};
+
+/// A failure to create, load or use signing keys.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Reading or writing a key file failed.
+    #[error("key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Key generation or parsing failed.
+    #[error("invalid or unusable key material: {0}")]
+    Crypto(&'static str),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No usable key of an algorithm exists.
+    #[error("no active {0} signing key")]
+    NoActiveKey(&'static str),
+}
+
+/// Writes `bytes` to a new file readable only by its owner (mode 0600).
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// One private signing key with its public forms.
+pub struct SigningKey {
+    /// Key id.
+    pub kid: String,
+    /// Algorithm.
+    pub alg: SigningAlg,
+    /// For signing.
+    pub encoding: EncodingKey,
+    /// For verifying.
+    pub decoding: DecodingKey,
+    /// The public JWK, with `kid`, `alg` and `use` set.
+    pub jwk: Jwk,
+    /// When it was retired, if it was.
+    pub retired_at: Option<i64>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish()
+    }
+}
+
+impl SigningKey {
+    fn from_pem(pem: &[u8], alg: SigningAlg, retired_at: Option<i64>) -> Result<Self, KeyError> {
+        let encoding = match alg {
+            SigningAlg::ES256 => EncodingKey::from_ec_pem(pem),
+            SigningAlg::RS256 => EncodingKey::from_rsa_pem(pem),
+        }
+        .map_err(|_| KeyError::Crypto("cannot parse private key"))?;
+        let mut jwk = Jwk::from_encoding_key(&encoding, alg.jwt_alg())
+            .map_err(|_| KeyError::Crypto("cannot derive public key"))?;
+        let kid = jwk
+            .thumbprint(ThumbprintHash::SHA256)
+            .map_err(|_| KeyError::Crypto("cannot compute thumbprint"))?;
+        jwk.common.key_id = Some(kid.clone());
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        jwk.common.key_algorithm = Some(match alg {
+            SigningAlg::ES256 => KeyAlgorithm::ES256,
+            SigningAlg::RS256 => KeyAlgorithm::RS256,
+        });
+        let decoding =
+            DecodingKey::from_jwk(&jwk).map_err(|_| KeyError::Crypto("cannot build verifier"))?;
+        Ok(Self {
+            kid,
+            alg,
+            encoding,
+            decoding,
+            jwk,
+            retired_at,
+        })
+    }
+}
+
+fn generate_pem(alg: SigningAlg) -> Result<Zeroizing<String>, KeyError> {
+    let der: Zeroizing<Vec<u8>> = match alg {
+        SigningAlg::ES256 => {
+            let pair = aws_lc_rs::signature::EcdsaKeyPair::generate(
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            )
+            .map_err(|_| KeyError::Crypto("EC key generation failed"))?;
+            let doc = pair
+                .to_pkcs8v1()
+                .map_err(|_| KeyError::Crypto("EC key export failed"))?;
+            Zeroizing::new(doc.as_ref().to_vec())
+        }
+        SigningAlg::RS256 => {
+            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(|_| KeyError::Crypto("RSA key generation failed"))?;
+            let doc = pair
+                .as_der()
+                .map_err(|_| KeyError::Crypto("RSA key export failed"))?;
+            Zeroizing::new(doc.as_ref().to_vec())
+        }
+    };
+    let pem = pem::Pem::new("PRIVATE KEY", der.to_vec());
+    Ok(Zeroizing::new(pem::encode(&pem)))
+}
+
+/// Where key files live.
+#[derive(Debug, Clone)]
+pub struct KeyDir(PathBuf);
+
+impl KeyDir {
+    /// The key directory under a data directory, created with mode 0700 if absent.
+    pub fn open(data_dir: &Path) -> Result<Self, KeyError> {
+        use std::os::unix::fs::DirBuilderExt;
+
+        let dir = data_dir.join("keys");
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|source| KeyError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+        }
+        Ok(Self(dir))
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn key_path(&self, kid: &str) -> PathBuf {
+        self.0.join(format!("{kid}.pem"))
+    }
+
+    /// Generates a key, writes its file and records it in the store.
+    pub async fn create_key(
+        &self,
+        store: &SharedStore,
+        alg: SigningAlg,
+        now: i64,
+    ) -> Result<String, KeyError> {
+        let pem = generate_pem(alg)?;
+        let key = SigningKey::from_pem(pem.as_bytes(), alg, None)?;
+        let path = self.key_path(&key.kid);
+        write_private_file(&path, pem.as_bytes())
+            .map_err(|source| KeyError::Io { path, source })?;
+        store
+            .insert_signing_key(&SigningKeyRecord {
+                kid: key.kid.clone(),
+                alg: alg.as_str().to_owned(),
+                created_at: now,
+                retired_at: None,
+            })
+            .await?;
+        Ok(key.kid)
+    }
+
+    /// Creates one ES256 and one RS256 key when the store has none of that algorithm.
+    pub async fn ensure_keys(&self, store: &SharedStore, now: i64) -> Result<(), KeyError> {
+        let existing = store.list_signing_keys().await?;
+        for alg in [SigningAlg::ES256, SigningAlg::RS256] {
+            if !existing
+                .iter()
+                .any(|k| k.alg == alg.as_str() && k.retired_at.is_none())
+            {
+                self.create_key(store, alg, now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates new keys of both algorithms and retires the previous ones.
+    pub async fn rotate(&self, store: &SharedStore, now: i64) -> Result<Vec<String>, KeyError> {
+        let mut created = Vec::new();
+        for alg in [SigningAlg::ES256, SigningAlg::RS256] {
+            let kid = self.create_key(store, alg, now).await?;
+            store.retire_signing_keys(alg.as_str(), &kid, now).await?;
+            created.push(kid);
+        }
+        Ok(created)
+    }
+
+    /// Loads every key that is active or still within its retention window.
+    pub async fn load(
+        &self,
+        store: &SharedStore,
+        now: i64,
+        retention: i64,
+    ) -> Result<KeySet, KeyError> {
+        let mut keys = Vec::new();
+        for record in store.list_signing_keys().await? {
+            if record.retired_at.is_some_and(|at| at + retention <= now) {
+                continue;
+            }
+            let alg: SigningAlg = record
+                .alg
+                .parse()
+                .map_err(|_| KeyError::Crypto("unknown key algorithm"))?;
+            let path = self.key_path(&record.kid);
+            let pem = Zeroizing::new(std::fs::read(&path).map_err(|source| KeyError::Io {
+                path: path.clone(),
+                source,
+            })?);
+            keys.push(SigningKey::from_pem(&pem, alg, record.retired_at)?);
+        }
+        KeySet::new(keys)
+    }
+}
+
+/// The keys in use: the current signer of each algorithm, and every verifiable key by `kid`.
+#[derive(Debug)]
+pub struct KeySet {
+    by_kid: HashMap<String, Arc<SigningKey>>,
+    es256: Arc<SigningKey>,
+    rs256: Arc<SigningKey>,
+    jwks: serde_json::Value,
+}
+
+impl KeySet {
+    fn new(keys: Vec<SigningKey>) -> Result<Self, KeyError> {
+        let keys: Vec<Arc<SigningKey>> = keys.into_iter().map(Arc::new).collect();
+        let current = |alg: SigningAlg, name: &'static str| {
+            keys.iter()
+                .find(|k| k.alg == alg && k.retired_at.is_none())
+                .cloned()
+                .ok_or(KeyError::NoActiveKey(name))
+        };
+        let es256 = current(SigningAlg::ES256, "ES256")?;
+        let rs256 = current(SigningAlg::RS256, "RS256")?;
+        let set = JwkSet {
+            keys: keys.iter().map(|k| k.jwk.clone()).collect(),
+        };
+        let jwks = serde_json::to_value(&set).map_err(|_| KeyError::Crypto("JWKS encoding"))?;
+        let by_kid = keys.iter().map(|k| (k.kid.clone(), k.clone())).collect();
+        Ok(Self {
+            by_kid,
+            es256,
+            rs256,
+            jwks,
+        })
+    }
+
+    /// The current signing key for `alg`.
+    pub fn signer(&self, alg: SigningAlg) -> &Arc<SigningKey> {
+        match alg {
+            SigningAlg::ES256 => &self.es256,
+            SigningAlg::RS256 => &self.rs256,
+        }
+    }
+
+    /// The key with id `kid`, if it is current or retained.
+    pub fn by_kid(&self, kid: &str) -> Option<&Arc<SigningKey>> {
+        self.by_kid.get(kid)
+    }
+
+    /// The public JWK Set document.
+    pub fn jwks(&self) -> &serde_json::Value {
+        &self.jwks
+    }
+}
+
+/// The live key set, swapped whole when keys are reloaded.
+#[derive(Debug, Clone)]
+pub struct SharedKeys(Arc<RwLock<Arc<KeySet>>>);
+
+impl SharedKeys {
+    /// Wraps a loaded key set.
+    pub fn new(set: KeySet) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(set))))
+    }
+
+    /// The current key set.
+    pub fn current(&self) -> Arc<KeySet> {
+        match self.0.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the key set.
+    pub fn replace(&self, set: KeySet) {
+        let mut guard = match self.0.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = Arc::new(set);
+    }
+}

@@ -1,0 +1,149 @@
+//! Token introspection (RFC 7662) for authenticated confidential clients (resource servers).
+//! An inactive, expired, revoked, foreign or malformed token gets `{"active": false}` and
+//! nothing else.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::http::ClientIdForLog;
+use crate::http::params::Params;
+use crate::oauth::client_auth;
+use crate::oauth::error::OAuthError;
+use crate::state::AppState;
+use crate::tokens::{self, AccessClaims, Expectation, Expiry, RefreshClaims, TokenKind};
+
+/// The introspection answer.
+#[derive(Debug, Serialize)]
+pub struct Introspection {
+    active: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    details: Option<ActiveDetails>,
+}
+
+#[derive(Debug, Serialize)]
+struct ActiveDetails {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    client_id: String,
+    sub: String,
+    iss: String,
+    exp: i64,
+    iat: i64,
+    token_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<tokens::Audience>,
+    jti: String,
+}
+
+const INACTIVE: Introspection = Introspection {
+    active: false,
+    details: None,
+};
+
+/// `POST /introspect`.
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
+    let client = match client_auth::authenticate(&state, &headers, &params).await {
+        Ok(client) if client.is_confidential() => client,
+        Ok(_) => {
+            return OAuthError::InvalidClient("introspection needs a confidential client")
+                .into_response();
+        }
+        Err(err) => return err.into_response(),
+    };
+    let log_id = ClientIdForLog(client.client().client_id.clone());
+
+    let result = match params.require("token", "token is required") {
+        Ok(token) => inspect(&state, token).await,
+        Err(err) => Err(err),
+    };
+    let mut response = match result {
+        Ok(answer) => Json(answer).into_response(),
+        Err(err) => err.into_response(),
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response.extensions_mut().insert(log_id);
+    response
+}
+
+async fn inspect(state: &AppState, token: &str) -> Result<Introspection, OAuthError> {
+    let now = state.now();
+    let keys = state.keys.current();
+    let issuer = state.settings.issuer.as_str();
+
+    let access = tokens::verify::<AccessClaims>(
+        &keys,
+        token,
+        Expectation {
+            kind: TokenKind::Access,
+            issuer,
+            audience: Some(&state.settings.audience),
+            now,
+            expiry: Expiry::Enforce,
+        },
+    );
+    if let Ok(c) = access {
+        if state.store.is_token_revoked(&c.jti).await? {
+            return Ok(INACTIVE);
+        }
+        return Ok(Introspection {
+            active: true,
+            details: Some(ActiveDetails {
+                scope: Some(c.scope),
+                client_id: c.client_id,
+                sub: c.sub,
+                iss: c.iss,
+                exp: c.exp,
+                iat: c.iat,
+                token_type: "Bearer",
+                aud: Some(c.aud),
+                jti: c.jti,
+            }),
+        });
+    }
+
+    let refresh = tokens::verify::<RefreshClaims>(
+        &keys,
+        token,
+        Expectation {
+            kind: TokenKind::Refresh,
+            issuer,
+            audience: Some(issuer),
+            now,
+            expiry: Expiry::Enforce,
+        },
+    );
+    if let Ok(c) = refresh {
+        let Some(record) = state.store.find_refresh_token(&c.jti).await? else {
+            return Ok(INACTIVE);
+        };
+        let spent = record.rotated_at.is_some();
+        if spent || record.client_id != c.client_id || state.store.is_token_revoked(&c.jti).await? {
+            return Ok(INACTIVE);
+        }
+        return Ok(Introspection {
+            active: true,
+            details: Some(ActiveDetails {
+                scope: Some(record.scope),
+                client_id: c.client_id,
+                sub: c.sub,
+                iss: c.iss,
+                exp: c.exp,
+                iat: c.iat,
+                token_type: "refresh_token",
+                aud: None,
+                jti: c.jti,
+            }),
+        });
+    }
+
+    Ok(INACTIVE)
+}
