@@ -1,0 +1,282 @@
+//! Starting the server and acting as a browser.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const WEB_REDIRECT: &str = "http://localhost:3000/callback";
+pub const SPA_REDIRECT: &str = "http://localhost:5173/callback";
+
+/// A running `zarish serve --demo` with its own data directory.
+pub struct TestServer {
+    child: Child,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub creds: Value,
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+pub fn zarish_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_zarish"))
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, &[]).await
+    }
+
+    /// Starts a server in `dir`, after running each set of CLI arguments against the data dir.
+    pub async fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Self {
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
+        let child = Command::new(zarish_bin())
+            .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("ZARISH_LOG", "info")
+            .stdout(Stdio::from(log.try_clone().expect("clone")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn zarish");
+        let mut server = Self {
+            child,
+            base,
+            dir,
+            creds: Value::Null,
+        };
+        server.wait_ready().await;
+        let creds_path = server.data_dir().join("demo-credentials.json");
+        server.creds = serde_json::from_str(&std::fs::read_to_string(creds_path).expect("creds"))
+            .expect("json");
+        server
+    }
+
+    async fn wait_ready(&self) {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(r) = http.get(format!("{}/ready", self.base)).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server not ready; log:\n{}", self.log());
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.dir.path().join("server.log")) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn client_secret(&self, client_id: &str) -> Option<String> {
+        self.creds["clients"]
+            .as_array()
+            .expect("clients")
+            .iter()
+            .find(|c| c["client_id"] == client_id)
+            .and_then(|c| c["client_secret"].as_str().map(str::to_owned))
+    }
+
+    pub fn password(&self, username: &str) -> String {
+        self.creds["users"]
+            .as_array()
+            .expect("users")
+            .iter()
+            .find(|u| u["username"] == username)
+            .and_then(|u| u["password"].as_str())
+            .expect("user")
+            .to_owned()
+    }
+
+    /// Runs a `zarish` admin command on this server's data dir, with `stdin` as input.
+    pub fn cli(&self, args: &[&str], stdin: &str) -> Output {
+        run_cli(&self.data_dir(), args, stdin)
+    }
+}
+
+pub fn run_cli(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(zarish_bin())
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cli");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write");
+    child.wait_with_output().expect("wait")
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A browser: a cookie jar, no automatic redirects.
+pub struct Browser {
+    pub http: reqwest::Client,
+    base: String,
+}
+
+/// Query parameters of a URL.
+pub fn query(url: &str) -> HashMap<String, String> {
+    let parsed = url::Url::parse(url).expect("absolute url");
+    parsed.query_pairs().into_owned().collect()
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in page:\n{html}"))
+        + marker.len();
+    let end = html[start..].find('"').expect("closing quote") + start;
+    html[start..end].to_owned()
+}
+
+pub fn location(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("no Location; status {}", resp.status()))
+        .to_str()
+        .expect("ascii")
+        .to_owned()
+}
+
+impl Browser {
+    pub fn new(server: &TestServer) -> Self {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        Self {
+            http,
+            base: server.base.clone(),
+        }
+    }
+
+    fn absolute(&self, location: &str) -> String {
+        if location.starts_with('/') {
+            format!("{}{}", self.base, location)
+        } else {
+            location.to_owned()
+        }
+    }
+
+    /// Follows the server's own redirects from `url` until one leaves the server, signing in
+    /// with `credentials` and answering consent with `consent` on the way. Returns the final
+    /// Location (the client's redirect URI with its query).
+    pub async fn authorize(
+        &self,
+        url: &str,
+        credentials: Option<(&str, &str)>,
+        consent: &str,
+    ) -> String {
+        let mut next = url.to_owned();
+        for _ in 0..10 {
+            let resp = self.http.get(&next).send().await.expect("get");
+            let status = resp.status();
+            if status.is_redirection() {
+                let loc = self.absolute(&location(&resp));
+                if !loc.starts_with(&self.base) {
+                    return loc;
+                }
+                next = loc;
+                continue;
+            }
+            let html = resp.text().await.expect("body");
+            assert_eq!(status, 200, "unexpected page at {next}: {html}");
+            let rid = hidden(&html, "rid");
+            let csrf = hidden(&html, "csrf_token");
+            let form: Vec<(&str, &str)> = if html.contains("name=\"password\"") {
+                let (user, pass) =
+                    credentials.expect("sign-in form shown but no credentials given");
+                vec![
+                    ("rid", &rid),
+                    ("csrf_token", &csrf),
+                    ("username", user),
+                    ("password", pass),
+                ]
+            } else {
+                vec![("rid", &rid), ("csrf_token", &csrf), ("decision", consent)]
+            };
+            let action = if html.contains("action=\"/login\"") {
+                "/login"
+            } else {
+                "/consent"
+            };
+            let resp = self
+                .http
+                .post(self.absolute(action))
+                .form(&form)
+                .send()
+                .await
+                .expect("post");
+            assert!(
+                resp.status().is_redirection(),
+                "form post failed: {}",
+                resp.status()
+            );
+            let loc = self.absolute(&location(&resp));
+            if !loc.starts_with(&self.base) {
+                return loc;
+            }
+            next = loc;
+        }
+        panic!("too many redirects");
+    }
+}
+
+/// A plain HTTP client that does not follow redirects.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// S256 PKCE pair (verifier, challenge).
+pub fn pkce_pair() -> (String, String) {
+    use base64::Engine;
+    let verifier = format!("{}{}", "v".repeat(30), zarish::secret::random_id());
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+    (
+        verifier,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref()),
+    )
+}
