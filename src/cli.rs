@@ -23,9 +23,20 @@ pub struct Cli {
     /// TOML configuration file.
     #[arg(long, global = true, env = "ZARISH_CONFIG")]
     config: Option<PathBuf>,
-    /// Data directory (database, keys, demo credentials).
+    /// Data directory (SQLite database, master key, demo credentials).
     #[arg(long, global = true, env = "ZARISH_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (postgres://USER@HOST/DB); the embedded SQLite store when absent.
+    #[arg(
+        long,
+        global = true,
+        env = "ZARISH_DATABASE_URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+    /// Master key file shared by every node (default DATA_DIR/keys/master.key).
+    #[arg(long, global = true, env = "ZARISH_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,6 +57,14 @@ enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Write a consistent online copy of the SQLite store to a file.
+    Backup {
+        /// The file to write (must not exist).
+        #[arg(long)]
+        to: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +215,8 @@ fn settings(cli: &Cli, serve: Option<&ServeArgs>) -> Result<Settings, CliError> 
     };
     let overrides = Overrides {
         data_dir: cli.data_dir.clone(),
+        database_url: cli.database_url.clone(),
+        master_key_file: cli.master_key_file.clone(),
         listen: serve.and_then(|s| s.listen),
         issuer: serve.and_then(|s| s.issuer.clone()),
         log_format: serve.and_then(|s| s.log_format),
@@ -292,9 +313,24 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 );
             }
         }
+        Command::Migrate => {
+            let ctx = server::open(settings(&cli, None)?).await?;
+            println!("{} store is at the latest schema", ctx.store.backend());
+        }
+        Command::Backup { to } => {
+            if to.exists() {
+                return Err(CliError::Usage(format!(
+                    "{} exists; choose a new file",
+                    to.display()
+                )));
+            }
+            let ctx = server::open(settings(&cli, None)?).await?;
+            ctx.store.backup_to(to).await?;
+            println!("backup written to {}", to.display());
+        }
         Command::Keys(KeysCommand::Rotate) => {
             let ctx = server::open(settings(&cli, None)?).await?;
-            let kids = ctx.key_dir.rotate(&ctx.store, ctx.clock.now()).await?;
+            let kids = ctx.vault.rotate(&ctx.store, ctx.clock.now()).await?;
             println!(
                 "new signing keys: {}\nrunning servers switch within {} s",
                 kids.join(", "),

@@ -27,6 +27,10 @@ pub enum ConfigError {
 pub struct FileConfig {
     /// Data directory.
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL; SQLite in the data directory when absent.
+    pub database_url: Option<String>,
+    /// Master key file.
+    pub master_key_file: Option<PathBuf>,
     /// Listen address.
     pub listen: Option<SocketAddr>,
     /// Issuer URL.
@@ -97,8 +101,13 @@ impl Lifetimes {
 /// The resolved server settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Where the database, keys and demo credentials live.
+    /// Where the SQLite database, the master key and demo credentials live.
     pub data_dir: PathBuf,
+    /// PostgreSQL URL; `None` selects the embedded SQLite store. May hold a password: never log it.
+    pub database_url: Option<String>,
+    /// The master key file (default `DATA_DIR/keys/master.key`); every node of a cluster must
+    /// read the same key.
+    pub master_key_file: PathBuf,
     /// Socket address to listen on.
     pub listen: SocketAddr,
     /// The issuer identifier (`iss`), never derived from a request.
@@ -120,6 +129,10 @@ pub struct Settings {
 pub struct Overrides {
     /// `--data-dir` / `ZARISH_DATA_DIR`.
     pub data_dir: Option<PathBuf>,
+    /// `--database-url` / `ZARISH_DATABASE_URL`.
+    pub database_url: Option<String>,
+    /// `--master-key-file` / `ZARISH_MASTER_KEY_FILE`.
+    pub master_key_file: Option<PathBuf>,
     /// `--listen` / `ZARISH_LISTEN`.
     pub listen: Option<SocketAddr>,
     /// `--issuer` / `ZARISH_ISSUER`.
@@ -180,11 +193,28 @@ impl Settings {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
+        let data_dir = overrides
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let database_url = overrides
+            .database_url
+            .or(file.database_url)
+            .filter(|u| !u.is_empty());
+        let postgres = |u: &str| u.starts_with("postgres://") || u.starts_with("postgresql://");
+        if database_url.as_deref().is_some_and(|u| !postgres(u)) {
+            return Err(ConfigError::Invalid(
+                "database_url",
+                "must be a postgres:// URL",
+            ));
+        }
         Ok(Self {
-            data_dir: overrides
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            master_key_file: overrides
+                .master_key_file
+                .or(file.master_key_file)
+                .unwrap_or_else(|| data_dir.join("keys").join("master.key")),
+            data_dir,
+            database_url,
             listen,
             issuer,
             audience,

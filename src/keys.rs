@@ -1,24 +1,30 @@
 //! Signing keys: an ES256 key for access and refresh tokens, an RS256 key for ID tokens (and the
-//! ES256 key for clients that register ES256). Private keys are PKCS#8 PEM files of mode 0600 in
-//! `DATA_DIR/keys/`; the store records which keys exist and when each was retired. After a
+//! ES256 key for clients that register ES256). Private keys live in the store, sealed with
+//! AES-256-GCM under a key derived from the master key file (mode 0600), so that every node of a
+//! cluster signs with the same keys while a copy of the database alone yields none. After a
 //! rotation, a retired key's public half stays in the JWKS for `retention` seconds, long enough
 //! for every token it signed to expire.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::{aead, hkdf};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use zeroize::Zeroizing;
 
 use crate::model::SigningAlg;
+use crate::secret::{HashKey, random_bytes};
 use crate::store::{SharedStore, SigningKeyRecord, StoreError};
 
 /// A failure to create, load or use signing keys.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum KeyError {
     /// Reading or writing a key file failed.
     #[error("key file {path}: {source}")]
@@ -26,17 +32,23 @@ pub enum KeyError {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
     /// Key generation or parsing failed.
     #[error("invalid or unusable key material: {0}")]
     Crypto(&'static str),
     /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    #[error("{0}")]
+    Store(Arc<StoreError>),
     /// No usable key of an algorithm exists.
     #[error("no active {0} signing key")]
     NoActiveKey(&'static str),
+}
+
+impl From<StoreError> for KeyError {
+    fn from(err: StoreError) -> Self {
+        KeyError::Store(Arc::new(err))
+    }
 }
 
 /// Writes `bytes` to a new file readable only by its owner (mode 0600).
@@ -133,39 +145,138 @@ fn generate_pem(alg: SigningAlg) -> Result<Zeroizing<String>, KeyError> {
     Ok(Zeroizing::new(pem::encode(&pem)))
 }
 
-/// Where key files live.
-#[derive(Debug, Clone)]
-pub struct KeyDir(PathBuf);
+/// The master key: 32 random bytes in a file of mode 0600 that never enters the database. Every
+/// node of a cluster reads the same file. From it are derived (HKDF-SHA-256) the key that seals
+/// private signing keys in the store and the key of the keyed hashes of stored secrets.
+pub struct MasterKey {
+    seal: aead::LessSafeKey,
+    hash_key: HashKey,
+}
 
-impl KeyDir {
-    /// The key directory under a data directory, created with mode 0700 if absent.
-    pub fn open(data_dir: &Path) -> Result<Self, KeyError> {
-        use std::os::unix::fs::DirBuilderExt;
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey([redacted])")
+    }
+}
 
-        let dir = data_dir.join("keys");
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .map_err(|source| KeyError::Io {
-                    path: dir.clone(),
-                    source,
-                })?;
+fn derive(master: &[u8], info: &[u8]) -> Zeroizing<[u8; 32]> {
+    let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"zarish-sphere-auth");
+    let prk = salt.extract(master);
+    let mut out = Zeroizing::new([0u8; 32]);
+    let info = [info];
+    #[expect(
+        clippy::expect_used,
+        reason = "32 bytes is a valid HKDF-SHA-256 output length"
+    )]
+    prk.expand(&info, hkdf::HKDF_SHA256)
+        .and_then(|okm| okm.fill(out.as_mut()))
+        .expect("HKDF expand of 32 bytes");
+    out
+}
+
+impl MasterKey {
+    /// Loads the master key from `path`, creating it (mode 0600, with its directory 0700) when
+    /// the file does not exist.
+    pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
+        let io = |source| KeyError::Io {
+            path: path.to_owned(),
+            source: Arc::new(source),
+        };
+        let bytes = if path.exists() {
+            Zeroizing::new(std::fs::read(path).map_err(io)?)
+        } else {
+            if let Some(dir) = path.parent() {
+                create_private_dir(dir).map_err(io)?;
+            }
+            let fresh = random_bytes::<32>();
+            write_private_file(path, fresh.as_ref()).map_err(io)?;
+            Zeroizing::new(fresh.to_vec())
+        };
+        if bytes.len() != 32 {
+            return Err(KeyError::Crypto(
+                "the master key file must hold exactly 32 bytes",
+            ));
         }
-        Ok(Self(dir))
+        Ok(Self::from_bytes(&bytes))
     }
 
-    /// The directory's path.
-    pub fn path(&self) -> &Path {
-        &self.0
+    fn from_bytes(master: &[u8]) -> Self {
+        let seal_bytes = derive(master, b"signing-key-seal/v1");
+        let hash_bytes = derive(master, b"stored-secret-hash/v1");
+        #[expect(clippy::expect_used, reason = "a 32-byte key is valid for AES-256-GCM")]
+        let unbound =
+            aead::UnboundKey::new(&aead::AES_256_GCM, seal_bytes.as_ref()).expect("AES-256 key");
+        Self {
+            seal: aead::LessSafeKey::new(unbound),
+            hash_key: HashKey::from_bytes(&hash_bytes),
+        }
     }
 
-    fn key_path(&self, kid: &str) -> PathBuf {
-        self.0.join(format!("{kid}.pem"))
+    /// The key of the keyed hashes of stored secrets.
+    pub fn hash_key(&self) -> HashKey {
+        self.hash_key.clone()
     }
 
-    /// Generates a key, writes its file and records it in the store.
+    fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<String, KeyError> {
+        let nonce_bytes = random_bytes::<12>();
+        let nonce = aead::Nonce::assume_unique_for_key(*nonce_bytes);
+        let mut buf = plaintext.to_vec();
+        self.seal
+            .seal_in_place_append_tag(nonce, aead::Aad::from(kid.as_bytes()), &mut buf)
+            .map_err(|_| KeyError::Crypto("sealing failed"))?;
+        let mut out = nonce_bytes.to_vec();
+        out.extend_from_slice(&buf);
+        Ok(URL_SAFE_NO_PAD.encode(out))
+    }
+
+    fn open(&self, kid: &str, sealed: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        let wrong = KeyError::Crypto(
+            "the master key does not open the stored signing keys (every node must use the same master key file)",
+        );
+        let raw = URL_SAFE_NO_PAD
+            .decode(sealed)
+            .map_err(|_| KeyError::Crypto("corrupt sealed key"))?;
+        if raw.len() < 12 + 16 {
+            return Err(KeyError::Crypto("corrupt sealed key"));
+        }
+        let (nonce, body) = raw.split_at(12);
+        let nonce = aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| wrong.clone())?;
+        let mut buf = Zeroizing::new(body.to_vec());
+        let plain = self
+            .seal
+            .open_in_place(nonce, aead::Aad::from(kid.as_bytes()), buf.as_mut_slice())
+            .map_err(|_| wrong)?
+            .to_vec();
+        Ok(Zeroizing::new(plain))
+    }
+}
+
+/// Creates `dir` with mode 0700 if it does not exist.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Creates, rotates and loads signing keys kept sealed in the store.
+#[derive(Debug, Clone)]
+pub struct KeyVault {
+    master: Arc<MasterKey>,
+}
+
+impl KeyVault {
+    /// A vault sealing with `master`.
+    pub fn new(master: Arc<MasterKey>) -> Self {
+        Self { master }
+    }
+
+    /// Generates a key, seals it and records it in the store. Returns its `kid`.
     pub async fn create_key(
         &self,
         store: &SharedStore,
@@ -174,13 +285,12 @@ impl KeyDir {
     ) -> Result<String, KeyError> {
         let pem = generate_pem(alg)?;
         let key = SigningKey::from_pem(pem.as_bytes(), alg, None)?;
-        let path = self.key_path(&key.kid);
-        write_private_file(&path, pem.as_bytes())
-            .map_err(|source| KeyError::Io { path, source })?;
+        let sealed_key = self.master.seal(&key.kid, pem.as_bytes())?;
         store
             .insert_signing_key(&SigningKeyRecord {
                 kid: key.kid.clone(),
                 alg: alg.as_str().to_owned(),
+                sealed_key,
                 created_at: now,
                 retired_at: None,
             })
@@ -188,7 +298,7 @@ impl KeyDir {
         Ok(key.kid)
     }
 
-    /// Creates one ES256 and one RS256 key when the store has none of that algorithm.
+    /// Creates one ES256 and one RS256 key when the store has no active key of that algorithm.
     pub async fn ensure_keys(&self, store: &SharedStore, now: i64) -> Result<(), KeyError> {
         let existing = store.list_signing_keys().await?;
         for alg in [SigningAlg::ES256, SigningAlg::RS256] {
@@ -229,11 +339,7 @@ impl KeyDir {
                 .alg
                 .parse()
                 .map_err(|_| KeyError::Crypto("unknown key algorithm"))?;
-            let path = self.key_path(&record.kid);
-            let pem = Zeroizing::new(std::fs::read(&path).map_err(|source| KeyError::Io {
-                path: path.clone(),
-                source,
-            })?);
+            let pem = self.master.open(&record.kid, &record.sealed_key)?;
             keys.push(SigningKey::from_pem(&pem, alg, record.retired_at)?);
         }
         KeySet::new(keys)
@@ -294,12 +400,26 @@ impl KeySet {
 
 /// The live key set, swapped whole when keys are reloaded.
 #[derive(Debug, Clone)]
-pub struct SharedKeys(Arc<RwLock<Arc<KeySet>>>);
+pub struct SharedKeys(Arc<RwLock<Arc<KeySet>>>, Arc<AtomicI64>);
 
 impl SharedKeys {
     /// Wraps a loaded key set.
     pub fn new(set: KeySet) -> Self {
-        Self(Arc::new(RwLock::new(Arc::new(set))))
+        Self(
+            Arc::new(RwLock::new(Arc::new(set))),
+            Arc::new(AtomicI64::new(0)),
+        )
+    }
+
+    /// Claims the right to reload at `now`: true at most once per second, so that a flood of
+    /// tokens with made-up `kid`s cannot turn into a flood of store reads.
+    pub fn claim_reload(&self, now: i64) -> bool {
+        let last = self.1.load(Ordering::Relaxed);
+        last < now
+            && self
+                .1
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// The current key set.

@@ -2,7 +2,6 @@
 //! and a string type that never prints its value and is wiped when dropped.
 
 use std::fmt;
-use std::path::Path;
 
 use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -104,22 +103,6 @@ impl HashKey {
         Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, bytes),
         }
-    }
-
-    /// Loads the key from `path`, creating it (mode 0600) with fresh random bytes if absent.
-    pub fn load_or_create(path: &Path) -> std::io::Result<Self> {
-        let bytes = if path.exists() {
-            Zeroizing::new(std::fs::read(path)?)
-        } else {
-            let fresh = random_bytes::<32>();
-            crate::keys::write_private_file(path, fresh.as_ref())?;
-            Zeroizing::new(fresh.to_vec())
-        };
-        let array: Zeroizing<[u8; 32]> =
-            Zeroizing::new(bytes.as_slice().try_into().map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, "hash key must be 32 bytes")
-            })?);
-        Ok(Self::from_bytes(&array))
     }
 
     /// The keyed hash of `value` for `purpose`, base64url encoded.

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use crate::bootstrap;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
-use crate::keys::{KeyDir, SharedKeys};
+use crate::keys::{KeyVault, MasterKey, SharedKeys};
 use crate::password::PasswordHasherPool;
 use crate::secret::HashKey;
 use crate::state::AppState;
-use crate::store::{SharedStore, SqliteStore};
+use crate::store::SharedStore;
 
 /// A start-up failure, reported to the operator with a non-zero exit.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +45,8 @@ pub struct Context {
     pub store: SharedStore,
     /// The keyed-hash key.
     pub hash_key: HashKey,
-    /// The key directory.
-    pub key_dir: KeyDir,
+    /// The sealed signing keys.
+    pub vault: KeyVault,
     /// The clock.
     pub clock: SharedClock,
 }
@@ -65,20 +65,22 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), StartError> {
         .map_err(|e| StartError::DataDir(dir.display().to_string(), e))
 }
 
-/// Opens the data directory: store (with migrations), hash key and signing keys.
+/// Opens the data directory and the store (with migrations), loads the master key, and makes
+/// sure signing keys exist.
 pub async fn open(settings: Settings) -> Result<Context, StartError> {
     ensure_data_dir(&settings.data_dir)?;
-    let store: SharedStore = Arc::new(SqliteStore::open(&settings.database_path()).await?);
-    let key_dir = KeyDir::open(&settings.data_dir)?;
-    let hash_key = HashKey::load_or_create(&key_dir.path().join("hash.key"))
-        .map_err(|e| StartError::DataDir(key_dir.path().display().to_string(), e))?;
+    let store =
+        crate::store::open(settings.database_url.as_deref(), &settings.database_path()).await?;
+    let master = Arc::new(MasterKey::load_or_create(&settings.master_key_file)?);
+    let hash_key = master.hash_key();
+    let vault = KeyVault::new(master);
     let clock: SharedClock = Arc::new(SystemClock);
-    key_dir.ensure_keys(&store, clock.now()).await?;
+    vault.ensure_keys(&store, clock.now()).await?;
     Ok(Context {
         settings: Arc::new(settings),
         store,
         hash_key,
-        key_dir,
+        vault,
         clock,
     })
 }
@@ -94,18 +96,19 @@ pub async fn serve(settings: Settings, demo: bool) -> Result<(), StartError> {
     first_start(&ctx, &passwords, demo).await?;
 
     let keys = ctx
-        .key_dir
+        .vault
         .load(&ctx.store, now, settings.lifetimes.key_retention())
         .await?;
     let state = AppState {
         settings: settings.clone(),
         store: ctx.store.clone(),
         keys: SharedKeys::new(keys),
-        key_dir: ctx.key_dir.clone(),
+        vault: ctx.vault.clone(),
         clock: ctx.clock.clone(),
         hash_key: ctx.hash_key.clone(),
         passwords,
     };
+    let state_backend = state.store.backend();
     spawn_key_refresh(state.clone());
     spawn_purge(state.clone());
 
@@ -118,6 +121,7 @@ pub async fn serve(settings: Settings, demo: bool) -> Result<(), StartError> {
     tracing::info!(
         target: "zarish::server",
         listen = %local,
+        store = state_backend,
         issuer = %settings.issuer,
         discovery = %format!("{}/.well-known/openid-configuration", settings.issuer),
         startup_ms = started.elapsed().as_millis() as u64,
@@ -184,11 +188,7 @@ fn spawn_key_refresh(state: AppState) {
         loop {
             ticker.tick().await;
             let retention = state.settings.lifetimes.key_retention();
-            match state
-                .key_dir
-                .load(&state.store, state.now(), retention)
-                .await
-            {
+            match state.vault.load(&state.store, state.now(), retention).await {
                 Ok(set) => state.keys.replace(set),
                 Err(err) => {
                     tracing::warn!(target: "zarish::keys", error = %err, "key reload failed")

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::clock::SharedClock;
 use crate::config::Settings;
-use crate::keys::{KeyDir, SharedKeys};
+use crate::keys::{KeyVault, SharedKeys};
 use crate::password::PasswordHasherPool;
 use crate::secret::HashKey;
 use crate::store::SharedStore;
@@ -18,8 +18,8 @@ pub struct AppState {
     pub store: SharedStore,
     /// The live signing keys.
     pub keys: SharedKeys,
-    /// Where key files live.
-    pub key_dir: KeyDir,
+    /// Creates and loads the sealed signing keys.
+    pub vault: KeyVault,
     /// The clock.
     pub clock: SharedClock,
     /// The keyed-hash key for stored secrets and CSRF tokens.
@@ -32,5 +32,46 @@ impl AppState {
     /// The current time.
     pub fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// Verifies a token with the live keys. A token whose `kid` is unknown may have been signed
+    /// by a key another node created moments ago: the key set is then reloaded from the store
+    /// (at most once a second) and the token checked once more.
+    pub async fn verify_token<T>(
+        &self,
+        token: &str,
+        expect: crate::tokens::Expectation<'_>,
+    ) -> Result<T, crate::tokens::TokenError>
+    where
+        T: serde::de::DeserializeOwned + crate::tokens::RegisteredClaims,
+    {
+        let first = crate::tokens::verify::<T>(&self.keys.current(), token, expect);
+        match first {
+            Err(crate::tokens::TokenError::UnknownKey)
+                if self.reload_keys_for_unknown_kid().await =>
+            {
+                crate::tokens::verify::<T>(&self.keys.current(), token, expect)
+            }
+            other => other,
+        }
+    }
+
+    /// Reloads the key set unless that happened less than a second ago. Returns whether it did.
+    async fn reload_keys_for_unknown_kid(&self) -> bool {
+        let now = self.now();
+        if !self.keys.claim_reload(now) {
+            return false;
+        }
+        let retention = self.settings.lifetimes.key_retention();
+        match self.vault.load(&self.store, now, retention).await {
+            Ok(set) => {
+                self.keys.replace(set);
+                true
+            }
+            Err(err) => {
+                tracing::warn!(target: "zarish::keys", error = %err, "key reload failed");
+                false
+            }
+        }
     }
 }

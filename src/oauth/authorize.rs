@@ -21,7 +21,7 @@ use crate::secret::{HashPurpose, SecretString, random_id, random_token};
 use crate::session;
 use crate::state::AppState;
 use crate::store::{CodeRecord, GrantRecord, PendingAuthRequest, SessionRecord};
-use crate::tokens::{self, Expectation, Expiry, IdClaims, TokenKind};
+use crate::tokens::{Expectation, Expiry, IdClaims, TokenKind};
 
 /// Longest accepted `state`, `nonce` or `login_hint`.
 const MAX_OPAQUE_LEN: usize = 1024;
@@ -289,7 +289,7 @@ async fn validate(
         .map_err(|_| fail("invalid_request", "login_hint is too long"))?;
     let hint_sub = match params.get("id_token_hint") {
         None => None,
-        Some(hint) => Some(hint_subject(state, &client, hint).ok_or(fail(
+        Some(hint) => Some(hint_subject(state, &client, hint).await.ok_or(fail(
             "invalid_request",
             "id_token_hint is not a valid ID token",
         ))?),
@@ -357,20 +357,20 @@ fn parse_prompt(raw: Option<&str>) -> Result<(bool, bool, bool), &'static str> {
     Ok((none, login, consent))
 }
 
-fn hint_subject(state: &AppState, client: &Client, hint: &str) -> Option<String> {
-    let keys = state.keys.current();
-    let claims: IdClaims = tokens::verify(
-        &keys,
-        hint,
-        Expectation {
-            kind: TokenKind::IdToken,
-            issuer: &state.settings.issuer,
-            audience: Some(&client.client_id),
-            now: state.now(),
-            expiry: Expiry::DangerousIgnore,
-        },
-    )
-    .ok()?;
+async fn hint_subject(state: &AppState, client: &Client, hint: &str) -> Option<String> {
+    let claims: IdClaims = state
+        .verify_token(
+            hint,
+            Expectation {
+                kind: TokenKind::IdToken,
+                issuer: &state.settings.issuer,
+                audience: Some(&client.client_id),
+                now: state.now(),
+                expiry: Expiry::DangerousIgnore,
+            },
+        )
+        .await
+        .ok()?;
     Some(claims.sub)
 }
 
@@ -389,7 +389,9 @@ async fn proceed(
         None => true,
         Some(s) => {
             request.prompt_login
-                || request.max_age.is_some_and(|max| now - s.auth_time > max)
+                || request
+                    .max_age
+                    .is_some_and(|max| max == 0 || now - s.auth_time > max)
                 || request
                     .hint_sub
                     .as_deref()

@@ -76,20 +76,20 @@ pub async fn introspect(
 
 async fn inspect(state: &AppState, token: &str) -> Result<Introspection, OAuthError> {
     let now = state.now();
-    let keys = state.keys.current();
     let issuer = state.settings.issuer.as_str();
 
-    let access = tokens::verify::<AccessClaims>(
-        &keys,
-        token,
-        Expectation {
-            kind: TokenKind::Access,
-            issuer,
-            audience: Some(&state.settings.audience),
-            now,
-            expiry: Expiry::Enforce,
-        },
-    );
+    let access = state
+        .verify_token::<AccessClaims>(
+            token,
+            Expectation {
+                kind: TokenKind::Access,
+                issuer,
+                audience: Some(&state.settings.audience),
+                now,
+                expiry: Expiry::Enforce,
+            },
+        )
+        .await;
     if let Ok(c) = access {
         if state.store.is_token_revoked(&c.jti).await? {
             return Ok(INACTIVE);
@@ -110,17 +110,18 @@ async fn inspect(state: &AppState, token: &str) -> Result<Introspection, OAuthEr
         });
     }
 
-    let refresh = tokens::verify::<RefreshClaims>(
-        &keys,
-        token,
-        Expectation {
-            kind: TokenKind::Refresh,
-            issuer,
-            audience: Some(issuer),
-            now,
-            expiry: Expiry::Enforce,
-        },
-    );
+    let refresh = state
+        .verify_token::<RefreshClaims>(
+            token,
+            Expectation {
+                kind: TokenKind::Refresh,
+                issuer,
+                audience: Some(issuer),
+                now,
+                expiry: Expiry::Enforce,
+            },
+        )
+        .await;
     if let Ok(c) = refresh {
         let Some(record) = state.store.find_refresh_token(&c.jti).await? else {
             return Ok(INACTIVE);

@@ -1,6 +1,7 @@
 //! Token revocation (RFC 7009). Revoking a refresh token revokes its whole grant; revoking an
-//! access token revokes that token. The answer is 200 whatever the token was, so the endpoint
-//! reveals nothing about tokens a client does not own.
+//! access token revokes that token. An unknown, invalid or expired token answers 200 (§2.2); a
+//! valid token issued to another client is refused with `unauthorized_client` (§2.1) and stays
+//! valid.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -11,7 +12,7 @@ use crate::http::params::Params;
 use crate::oauth::client_auth;
 use crate::oauth::error::OAuthError;
 use crate::state::AppState;
-use crate::tokens::{self, AccessClaims, Expectation, Expiry, RefreshClaims, TokenKind};
+use crate::tokens::{AccessClaims, Expectation, Expiry, RefreshClaims, TokenKind};
 
 /// `POST /revoke`.
 pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
@@ -35,44 +36,51 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, params: P
 
 async fn revoke_token(state: &AppState, client_id: &str, token: &str) -> Result<(), OAuthError> {
     let now = state.now();
-    let keys = state.keys.current();
     let issuer = state.settings.issuer.as_str();
 
-    let refresh = tokens::verify::<RefreshClaims>(
-        &keys,
-        token,
-        Expectation {
-            kind: TokenKind::Refresh,
-            issuer,
-            audience: Some(issuer),
-            now,
-            expiry: Expiry::Enforce,
-        },
-    );
+    let refresh = state
+        .verify_token::<RefreshClaims>(
+            token,
+            Expectation {
+                kind: TokenKind::Refresh,
+                issuer,
+                audience: Some(issuer),
+                now,
+                expiry: Expiry::Enforce,
+            },
+        )
+        .await;
     if let Ok(claims) = refresh {
-        if claims.client_id == client_id
-            && let Some(record) = state.store.find_refresh_token(&claims.jti).await?
-        {
+        if claims.client_id != client_id {
+            return Err(not_yours());
+        }
+        if let Some(record) = state.store.find_refresh_token(&claims.jti).await? {
             state.store.revoke_grant(&record.grant_id, now).await?;
         }
         return Ok(());
     }
 
-    let access = tokens::verify::<AccessClaims>(
-        &keys,
-        token,
-        Expectation {
-            kind: TokenKind::Access,
-            issuer,
-            audience: Some(&state.settings.audience),
-            now,
-            expiry: Expiry::Enforce,
-        },
-    );
-    if let Ok(claims) = access
-        && claims.client_id == client_id
-    {
+    let access = state
+        .verify_token::<AccessClaims>(
+            token,
+            Expectation {
+                kind: TokenKind::Access,
+                issuer,
+                audience: Some(&state.settings.audience),
+                now,
+                expiry: Expiry::Enforce,
+            },
+        )
+        .await;
+    if let Ok(claims) = access {
+        if claims.client_id != client_id {
+            return Err(not_yours());
+        }
         state.store.revoke_token_id(&claims.jti, claims.exp).await?;
     }
     Ok(())
+}
+
+fn not_yours() -> OAuthError {
+    OAuthError::UnauthorizedClient("the token was not issued to this client")
 }

@@ -16,7 +16,7 @@ use crate::oauth::pkce;
 use crate::secret::HashPurpose;
 use crate::state::AppState;
 use crate::store::{CodeRedemption, RefreshRotation};
-use crate::tokens::{self, Expectation, Expiry, RefreshClaims, TokenKind};
+use crate::tokens::{Expectation, Expiry, RefreshClaims, TokenKind};
 
 /// `POST /token`.
 pub async fn token(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
@@ -149,19 +149,19 @@ async fn refresh_token(
     let now = state.now();
     let invalid = OAuthError::InvalidGrant("the refresh token is invalid");
 
-    let keys = state.keys.current();
-    let claims: RefreshClaims = tokens::verify(
-        &keys,
-        presented,
-        Expectation {
-            kind: TokenKind::Refresh,
-            issuer: &state.settings.issuer,
-            audience: Some(&state.settings.issuer),
-            now,
-            expiry: Expiry::Enforce,
-        },
-    )
-    .map_err(|_| invalid.clone())?;
+    let claims: RefreshClaims = state
+        .verify_token(
+            presented,
+            Expectation {
+                kind: TokenKind::Refresh,
+                issuer: &state.settings.issuer,
+                audience: Some(&state.settings.issuer),
+                now,
+                expiry: Expiry::Enforce,
+            },
+        )
+        .await
+        .map_err(|_| invalid.clone())?;
     if claims.token_type != "refresh" || claims.client_id != client.client().client_id {
         return Err(invalid);
     }

@@ -11,12 +11,14 @@ use crate::http::params::{ParamError, Params};
 use crate::model::Scopes;
 use crate::oauth::error::OAuthError;
 use crate::state::AppState;
-use crate::tokens::{self, AccessClaims, Expectation, Expiry, TokenKind};
+use crate::tokens::{AccessClaims, Expectation, Expiry, TokenKind};
 
 /// A bearer-token failure (RFC 6750 §3.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BearerError {
-    /// No token, or more than one way of sending it.
+    /// No credentials at all: a bare challenge, without an error code (RFC 6750 §3.1).
+    Missing,
+    /// Malformed, or a token sent in more than one way.
     InvalidRequest,
     /// The token is invalid, expired or revoked.
     InvalidToken,
@@ -29,6 +31,16 @@ pub enum BearerError {
 impl IntoResponse for BearerError {
     fn into_response(self) -> Response {
         let (status, challenge) = match self {
+            BearerError::Missing => {
+                let mut response = StatusCode::UNAUTHORIZED.into_response();
+                let headers = response.headers_mut();
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"zarish\""),
+                );
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                return response;
+            }
             BearerError::InvalidRequest => {
                 (StatusCode::BAD_REQUEST, "Bearer error=\"invalid_request\"")
             }
@@ -59,28 +71,37 @@ fn bearer_from_header(headers: &HeaderMap) -> Result<Option<String>, BearerError
         return Ok(None);
     };
     let value = value.to_str().map_err(|_| BearerError::InvalidRequest)?;
-    let (scheme, token) = value.split_once(' ').ok_or(BearerError::InvalidRequest)?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(BearerError::InvalidToken);
+    let Some((scheme, token)) = value.split_once(' ') else {
+        return Err(if value.eq_ignore_ascii_case("bearer") {
+            BearerError::InvalidRequest
+        } else {
+            BearerError::Missing
+        });
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(BearerError::Missing);
+    }
+    if token.trim().is_empty() {
+        return Err(BearerError::InvalidRequest);
     }
     Ok(Some(token.trim().to_owned()))
 }
 
 /// Verifies a bearer access token and that it is not revoked.
 pub async fn verify_bearer(state: &AppState, token: &str) -> Result<AccessClaims, BearerError> {
-    let keys = state.keys.current();
-    let claims: AccessClaims = tokens::verify(
-        &keys,
-        token,
-        Expectation {
-            kind: TokenKind::Access,
-            issuer: &state.settings.issuer,
-            audience: Some(&state.settings.audience),
-            now: state.now(),
-            expiry: Expiry::Enforce,
-        },
-    )
-    .map_err(|_| BearerError::InvalidToken)?;
+    let claims: AccessClaims = state
+        .verify_token(
+            token,
+            Expectation {
+                kind: TokenKind::Access,
+                issuer: &state.settings.issuer,
+                audience: Some(&state.settings.audience),
+                now: state.now(),
+                expiry: Expiry::Enforce,
+            },
+        )
+        .await
+        .map_err(|_| BearerError::InvalidToken)?;
     let revoked = state
         .store
         .is_token_revoked(&claims.jti)
@@ -127,7 +148,7 @@ async fn answer(
     let token = match (from_header, from_body) {
         (Some(t), None) | (None, Some(t)) => t,
         (Some(_), Some(_)) => return Err(BearerError::InvalidRequest),
-        (None, None) => return Err(BearerError::InvalidToken),
+        (None, None) => return Err(BearerError::Missing),
     };
 
     let claims = verify_bearer(state, &token).await?;

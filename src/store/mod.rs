@@ -1,8 +1,11 @@
 //! Persistence. The domain talks to the [`Store`] trait; each backend implements it with its own
 //! SQL. SQLite (embedded, WAL) is the default backend.
 
+mod postgres;
+mod sql;
 mod sqlite;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -10,7 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Client, Organization, Scopes, User};
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+
+/// The schema migrations, shared by both backends.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// A failure of the storage layer. Never shown to clients: it maps to `server_error` or
 /// `temporarily_unavailable`.
@@ -31,13 +38,32 @@ pub enum StoreError {
     /// Migrations failed.
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// The database URL could not be parsed (the URL itself is not repeated: it may hold a
+    /// password).
+    #[error("invalid database URL")]
+    InvalidUrl,
+    /// The backend does not support the operation.
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
+}
+
+/// Whether a database error means the database is unreachable or going away rather than that the
+/// query was wrong: SQLSTATE class 08 (connection exception), 53 (insufficient resources) and
+/// 57P (operator intervention: shutdown, crash recovery).
+fn is_unavailable_code(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| is_unavailable_code(&c)) => {
+                StoreError::Unavailable(err)
+            }
             sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err),
@@ -49,17 +75,28 @@ impl From<sqlx::Error> for StoreError {
 /// Result of a store operation.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Metadata of a signing key; the private key itself lives in a file of mode 0600.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A signing key as stored: its private key sealed under the master key.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SigningKeyRecord {
     /// Key id (the RFC 7638 thumbprint of the public key).
     pub kid: String,
     /// `ES256` or `RS256`.
     pub alg: String,
+    /// The PKCS#8 private key, sealed with AES-256-GCM (see [`crate::keys`]).
+    pub sealed_key: String,
     /// Creation time.
     pub created_at: i64,
     /// When a newer key replaced it for signing.
     pub retired_at: Option<i64>,
+}
+
+impl std::fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish()
+    }
 }
 
 /// A signed-in browser session (SSO).
@@ -284,6 +321,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes expired codes, requests, sessions, tokens and revocations. Returns rows removed.
     async fn purge_expired(&self, now: i64) -> StoreResult<u64>;
+
+    /// Writes a consistent copy of the database to `path` while it is in use.
+    async fn backup_to(&self, path: &Path) -> StoreResult<()>;
+
+    /// The backend's name, for logs.
+    fn backend(&self) -> &'static str;
+}
+
+/// Opens the store a configuration names: PostgreSQL when a database URL is given, otherwise the
+/// SQLite file at `sqlite_path`. Migrations run before it is returned.
+pub async fn open(database_url: Option<&str>, sqlite_path: &Path) -> StoreResult<SharedStore> {
+    Ok(match database_url {
+        Some(url) => Arc::new(PgStore::connect(url).await?),
+        None => Arc::new(SqliteStore::open(sqlite_path).await?),
+    })
 }
 
 /// The store handle shared by the server's components.

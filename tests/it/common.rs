@@ -12,12 +12,104 @@ use serde_json::Value;
 pub const WEB_REDIRECT: &str = "http://localhost:3000/callback";
 pub const SPA_REDIRECT: &str = "http://localhost:5173/callback";
 
+/// Which store a test server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded SQLite file in the data directory.
+    Sqlite,
+    /// A fresh database on the PostgreSQL at 127.0.0.1:5432 (or `ZARISH_TEST_PG`).
+    Postgres,
+}
+
+/// A PostgreSQL database created for one test and dropped after it.
+pub struct PgDatabase {
+    name: String,
+}
+
+fn pg_admin_url() -> String {
+    std::env::var("ZARISH_TEST_PG").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into())
+}
+
+impl PgDatabase {
+    pub async fn create() -> Self {
+        use sqlx::Connection;
+        let name = format!(
+            "zarish_t_{}",
+            zarish::secret::random_id()
+                .to_lowercase()
+                .replace(['-', '_'], "x")
+        );
+        let mut admin = sqlx::PgConnection::connect(&pg_admin_url())
+            .await
+            .expect("PostgreSQL for tests");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create db");
+        Self { name }
+    }
+
+    /// The URL of this database, on `port` (a proxy's, to cut the connection in tests).
+    pub fn url_via(&self, port: u16) -> String {
+        let admin = url::Url::parse(&pg_admin_url()).expect("admin url");
+        format!(
+            "postgres://{}@127.0.0.1:{port}/{}",
+            admin.username(),
+            self.name
+        )
+    }
+
+    pub fn url(&self) -> String {
+        let admin = url::Url::parse(&pg_admin_url()).expect("admin url");
+        self.url_via(admin.port().unwrap_or(5432))
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&pg_admin_url()).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// How to start a server.
+#[derive(Default)]
+pub struct Launch {
+    /// Extra arguments for `serve`.
+    pub args: Vec<String>,
+    /// A PostgreSQL URL to use instead of the backend's default.
+    pub database_url: Option<String>,
+    /// Lines of a TOML config file.
+    pub config: Option<String>,
+}
+
 /// A running `zarish serve --demo` with its own data directory.
 pub struct TestServer {
     child: Child,
     pub base: String,
-    pub dir: tempfile::TempDir,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    pub database_url: Option<String>,
     pub creds: Value,
+    config: Option<PathBuf>,
+    _dir: Option<tempfile::TempDir>,
+    pub pg: Option<PgDatabase>,
 }
 
 fn free_port() -> u16 {
@@ -30,31 +122,86 @@ pub fn zarish_bin() -> PathBuf {
 }
 
 impl TestServer {
-    pub async fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        Self::start_in(dir, &[]).await
+    pub async fn start(backend: Backend) -> Self {
+        Self::launch(backend, Launch::default()).await
     }
 
-    /// Starts a server in `dir`, after running each set of CLI arguments against the data dir.
-    pub async fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Self {
+    /// Starts the first node of a deployment on `backend`.
+    pub async fn launch(backend: Backend, launch: Launch) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pg = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(PgDatabase::create().await),
+        };
+        let database_url = launch
+            .database_url
+            .clone()
+            .or_else(|| pg.as_ref().map(PgDatabase::url));
+        let config = launch.config.as_ref().map(|text| {
+            let path = dir.path().join("zarish.toml");
+            std::fs::write(&path, text).expect("config");
+            path
+        });
+        let data_dir = dir.path().join("data");
+        let mut server = Self::spawn(&data_dir, database_url, config, &launch.args, "node-a").await;
+        server._dir = Some(dir);
+        server.pg = pg;
+        server
+    }
+
+    /// Starts another node on the same database, master key, config and issuer, as a load
+    /// balancer would front them.
+    pub async fn another_node(&self, database_url: Option<String>) -> Self {
+        let url = database_url.or_else(|| self.database_url.clone());
+        let args = ["--issuer".to_owned(), self.base.clone()];
+        Self::spawn(
+            &self.data_dir,
+            url,
+            self.config.clone(),
+            &args,
+            &format!("node-{}", free_port()),
+        )
+        .await
+    }
+
+    async fn spawn(
+        data_dir: &Path,
+        database_url: Option<String>,
+        config: Option<PathBuf>,
+        args: &[String],
+        name: &str,
+    ) -> Self {
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
-        let child = Command::new(zarish_bin())
-            .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
-            .args(extra)
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let log_path = data_dir.join(format!("{name}.log"));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut cmd = Command::new(zarish_bin());
+        cmd.args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
+            .arg(data_dir)
             .env("ZARISH_LOG", "info")
+            .env_remove("ZARISH_DATABASE_URL")
             .stdout(Stdio::from(log.try_clone().expect("clone")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn zarish");
+            .stderr(Stdio::from(log));
+        if let Some(url) = &database_url {
+            cmd.env("ZARISH_DATABASE_URL", url);
+        }
+        if let Some(config) = &config {
+            cmd.arg("--config").arg(config);
+        }
+        let child = cmd.spawn().expect("spawn zarish");
         let mut server = Self {
             child,
             base,
-            dir,
+            data_dir: data_dir.to_owned(),
+            log_path,
+            database_url,
             creds: Value::Null,
+            config,
+            _dir: None,
+            pg: None,
         };
         server.wait_ready().await;
         let creds_path = server.data_dir().join("demo-credentials.json");
@@ -78,12 +225,12 @@ impl TestServer {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data_dir.clone()
     }
 
     pub fn log(&self) -> String {
         let mut s = String::new();
-        if let Ok(mut f) = std::fs::File::open(self.dir.path().join("server.log")) {
+        if let Ok(mut f) = std::fs::File::open(&self.log_path) {
             let _ = f.read_to_string(&mut s);
         }
         s
@@ -113,18 +260,24 @@ impl TestServer {
             .to_owned()
     }
 
-    /// Runs a `zarish` admin command on this server's data dir, with `stdin` as input.
+    /// Runs a `zarish` admin command on this server's data dir and database, with `stdin`.
     pub fn cli(&self, args: &[&str], stdin: &str) -> Output {
-        run_cli(&self.data_dir(), args, stdin)
+        let mut env = Vec::new();
+        if let Some(url) = &self.database_url {
+            env.push(("ZARISH_DATABASE_URL", url.as_str()));
+        }
+        run_cli(&self.data_dir(), args, stdin, &env)
     }
 }
 
-pub fn run_cli(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
+pub fn run_cli(data_dir: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     use std::io::Write;
     let mut child = Command::new(zarish_bin())
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
+        .env_remove("ZARISH_DATABASE_URL")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -57,9 +57,8 @@ pub async fn code_flow(server: &TestServer, client_id: &str, username: &str, sco
     resp.json().await.expect("json")
 }
 
-#[tokio::test]
-async fn openidconnect_relying_party_code_pkce_nonce_and_refresh() {
-    let server = TestServer::start().await;
+async fn openidconnect_relying_party_code_pkce_nonce_and_refresh(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let http = http();
 
     let issuer = IssuerUrl::new(server.base.clone()).expect("issuer");
@@ -139,9 +138,8 @@ async fn openidconnect_relying_party_code_pkce_nonce_and_refresh() {
     );
 }
 
-#[tokio::test]
-async fn access_token_carries_platform_claims_and_userinfo_answers() {
-    let server = TestServer::start().await;
+async fn access_token_carries_platform_claims_and_userinfo_answers(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let tokens = code_flow(&server, "demo-web", "provider", "openid profile email").await;
     let access = tokens["access_token"].as_str().expect("access token");
 
@@ -191,15 +189,14 @@ pub fn decode_segment(jwt: &str, index: usize) -> Value {
     serde_json::from_slice(&bytes).expect("json")
 }
 
-#[tokio::test]
-async fn oauth2_crate_client_credentials_introspection_and_revocation() {
+async fn oauth2_crate_client_credentials_introspection_and_revocation(backend: Backend) {
     use oauth2::basic::BasicClient;
     use oauth2::{
         IntrospectionUrl, RevocationUrl, StandardRevocableToken, TokenIntrospectionResponse,
         TokenUrl,
     };
 
-    let server = TestServer::start().await;
+    let server = TestServer::start(backend).await;
     let http = http();
     let client = BasicClient::new(oauth2::ClientId::new("demo-backend".into()))
         .set_client_secret(oauth2::ClientSecret::new(
@@ -264,9 +261,8 @@ async fn oauth2_crate_client_credentials_introspection_and_revocation() {
     assert_eq!(raw, serde_json::json!({ "active": false }));
 }
 
-#[tokio::test]
-async fn second_client_signs_in_through_sso_without_password() {
-    let server = TestServer::start().await;
+async fn second_client_signs_in_through_sso_without_password(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let browser = Browser::new(&server);
     let password = server.password("clinician");
     let (_, challenge) = pkce_pair();
@@ -300,9 +296,8 @@ async fn second_client_signs_in_through_sso_without_password() {
     assert!(query(&second).contains_key("code"), "{second}");
 }
 
-#[tokio::test]
-async fn discovery_documents_describe_the_server() {
-    let server = TestServer::start().await;
+async fn discovery_documents_describe_the_server(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let oidc: Value = http()
         .get(server.url("/.well-known/openid-configuration"))
         .send()
@@ -347,9 +342,8 @@ async fn discovery_documents_describe_the_server() {
     assert_eq!(spoofed["issuer"], server.base.as_str());
 }
 
-#[tokio::test]
-async fn logs_hold_no_secrets_after_a_full_sign_in() {
-    let server = TestServer::start().await;
+async fn logs_hold_no_secrets_after_a_full_sign_in(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let tokens = code_flow(&server, "demo-web", "provider", "openid offline_access").await;
     let log = server.log();
     assert!(log.contains("zarish::request"), "request lines are logged");
@@ -365,3 +359,12 @@ async fn logs_hold_no_secrets_after_a_full_sign_in() {
     }
     assert!(!log.contains("provider"), "usernames stay out of the log");
 }
+
+on_both_backends!(
+    openidconnect_relying_party_code_pkce_nonce_and_refresh,
+    access_token_carries_platform_claims_and_userinfo_answers,
+    oauth2_crate_client_credentials_introspection_and_revocation,
+    second_client_signs_in_through_sso_without_password,
+    discovery_documents_describe_the_server,
+    logs_hold_no_secrets_after_a_full_sign_in,
+);

@@ -15,8 +15,8 @@ struct Forge {
 }
 
 impl Forge {
-    /// Reads the server's own ES256 signing key from the data directory, as an attacker with
-    /// disk access (or a test) could.
+    /// Opens the server's own ES256 signing key through the library, as an attacker holding both
+    /// the database and the master key file (or a test) could.
     async fn new(server: &TestServer) -> Self {
         let jwks: Value = http()
             .get(server.url("/jwks"))
@@ -26,19 +26,24 @@ impl Forge {
             .json()
             .await
             .expect("json");
-        let kid = jwks["keys"]
-            .as_array()
-            .expect("keys")
-            .iter()
-            .find(|k| k["alg"] == "ES256")
-            .and_then(|k| k["kid"].as_str())
-            .expect("ES256 key")
-            .to_owned();
-        let pem =
-            std::fs::read(server.data_dir().join("keys").join(format!("{kid}.pem"))).expect("pem");
+        let master = zarish::keys::MasterKey::load_or_create(
+            &server.data_dir().join("keys").join("master.key"),
+        )
+        .expect("master key");
+        let store = zarish::store::open(
+            server.database_url.as_deref(),
+            &server.data_dir().join("zarish.db"),
+        )
+        .await
+        .expect("store");
+        let keys = zarish::keys::KeyVault::new(std::sync::Arc::new(master))
+            .load(&store, 0, i64::MAX / 2)
+            .await
+            .expect("keys");
+        let signer = keys.signer(zarish::model::SigningAlg::ES256);
         Self {
-            kid,
-            key: EncodingKey::from_ec_pem(&pem).expect("key"),
+            kid: signer.kid.clone(),
+            key: signer.encoding.clone(),
             jwks,
         }
     }
@@ -96,9 +101,8 @@ async fn assert_rejected(server: &TestServer, token: &str, what: &str) {
     );
 }
 
-#[tokio::test]
-async fn forged_and_tampered_tokens_are_inactive() {
-    let server = TestServer::start().await;
+async fn forged_and_tampered_tokens_are_inactive(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let forge = Forge::new(&server).await;
     let base = Forge::claims(&server);
 
@@ -186,3 +190,5 @@ async fn forged_and_tampered_tokens_are_inactive() {
     assert_rejected(&server, "not-a-jwt", "garbage").await;
     assert_rejected(&server, &"a".repeat(9000), "an oversized token").await;
 }
+
+on_both_backends!(forged_and_tampered_tokens_are_inactive,);

@@ -10,9 +10,8 @@ async fn error_of(resp: reqwest::Response) -> (u16, String) {
     (status, body["error"].as_str().unwrap_or("").to_owned())
 }
 
-#[tokio::test]
-async fn malformed_token_requests_get_invalid_request() {
-    let server = TestServer::start().await;
+async fn malformed_token_requests_get_invalid_request(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let secret = server.client_secret("demo-backend").expect("secret");
     let post = |body: Vec<u8>, content_type: &'static str| {
         http()
@@ -80,9 +79,8 @@ async fn malformed_token_requests_get_invalid_request() {
     assert_eq!(ok.status(), 200);
 }
 
-#[tokio::test]
-async fn malformed_authorization_and_login_requests_are_pages_not_500s() {
-    let server = TestServer::start().await;
+async fn malformed_authorization_and_login_requests_are_pages_not_500s(backend: Backend) {
+    let server = TestServer::start(backend).await;
     for path in [
         "/authorize",
         "/authorize?client_id=%FF",
@@ -116,9 +114,8 @@ async fn malformed_authorization_and_login_requests_are_pages_not_500s() {
     assert_eq!(resp.status(), 404);
 }
 
-#[tokio::test]
-async fn introspection_requires_a_confidential_client() {
-    let server = TestServer::start().await;
+async fn introspection_requires_a_confidential_client(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let resp = http()
         .post(server.url("/introspect"))
         .form(&[("token", "x")])
@@ -146,3 +143,9 @@ async fn introspection_requires_a_confidential_client() {
         "revoking an unknown token is not an error (RFC 7009)"
     );
 }
+
+on_both_backends!(
+    malformed_token_requests_get_invalid_request,
+    malformed_authorization_and_login_requests_are_pages_not_500s,
+    introspection_requires_a_confidential_client,
+);

@@ -17,9 +17,8 @@ fn authorize_url(server: &TestServer, params: &[(&str, &str)]) -> String {
         .to_string()
 }
 
-#[tokio::test]
-async fn unknown_client_and_wrong_secret_are_invalid_client() {
-    let server = TestServer::start().await;
+async fn unknown_client_and_wrong_secret_are_invalid_client(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let form = [("grant_type", "client_credentials")];
 
     let resp = http()
@@ -55,9 +54,8 @@ async fn unknown_client_and_wrong_secret_are_invalid_client() {
     assert_eq!(token_error(resp).await, (401, "invalid_client".into()));
 }
 
-#[tokio::test]
-async fn unregistered_or_prefix_redirect_uri_shows_a_page_and_never_redirects() {
-    let server = TestServer::start().await;
+async fn unregistered_or_prefix_redirect_uri_shows_a_page_and_never_redirects(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let (_, challenge) = pkce_pair();
     for redirect in [
         "http://localhost:3000/callback/evil",
@@ -102,9 +100,8 @@ async fn unregistered_or_prefix_redirect_uri_shows_a_page_and_never_redirects() 
     assert!(resp.headers().get("location").is_none());
 }
 
-#[tokio::test]
-async fn missing_or_plain_pkce_redirects_invalid_request_with_state() {
-    let server = TestServer::start().await;
+async fn missing_or_plain_pkce_redirects_invalid_request_with_state(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let (verifier, _) = pkce_pair();
     let base = [
         ("response_type", "code"),
@@ -140,9 +137,8 @@ async fn missing_or_plain_pkce_redirects_invalid_request_with_state() {
     }
 }
 
-#[tokio::test]
-async fn unsupported_response_type_and_request_objects() {
-    let server = TestServer::start().await;
+async fn unsupported_response_type_and_request_objects(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let (_, challenge) = pkce_pair();
     let mut params = vec![
         ("client_id", "demo-web"),
@@ -183,9 +179,8 @@ async fn unsupported_response_type_and_request_objects() {
     assert_eq!(resp.status(), 400, "a repeated parameter is refused");
 }
 
-#[tokio::test]
-async fn wrong_code_verifier_is_invalid_grant() {
-    let server = TestServer::start().await;
+async fn wrong_code_verifier_is_invalid_grant(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let (_, challenge) = pkce_pair();
     let url = authorize_url(
         &server,
@@ -246,9 +241,8 @@ async fn refresh(server: &TestServer, token: &str, scope: Option<&str>) -> reqwe
         .expect("refresh")
 }
 
-#[tokio::test]
-async fn replayed_code_fails_and_revokes_tokens_of_its_first_use() {
-    let server = TestServer::start().await;
+async fn replayed_code_fails_and_revokes_tokens_of_its_first_use(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let (verifier, challenge) = pkce_pair();
     let url = authorize_url(
         &server,
@@ -297,9 +291,8 @@ async fn replayed_code_fails_and_revokes_tokens_of_its_first_use() {
     assert_eq!(token_error(resp).await, (400, "invalid_grant".into()));
 }
 
-#[tokio::test]
-async fn reused_refresh_token_kills_the_whole_family() {
-    let server = TestServer::start().await;
+async fn reused_refresh_token_kills_the_whole_family(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let first = code_flow(&server, "demo-web", "provider", "openid offline_access").await;
     let rt1 = first["refresh_token"].as_str().expect("rt1");
 
@@ -331,9 +324,8 @@ async fn reused_refresh_token_kills_the_whole_family() {
     );
 }
 
-#[tokio::test]
-async fn refresh_may_narrow_but_not_widen_scope() {
-    let server = TestServer::start().await;
+async fn refresh_may_narrow_but_not_widen_scope(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let first = code_flow(
         &server,
         "demo-web",
@@ -364,9 +356,8 @@ async fn refresh_may_narrow_but_not_widen_scope() {
     );
 }
 
-#[tokio::test]
-async fn public_client_cannot_use_client_credentials() {
-    let server = TestServer::start().await;
+async fn public_client_cannot_use_client_credentials(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let resp = http()
         .post(server.url("/token"))
         .form(&[
@@ -391,9 +382,8 @@ async fn public_client_cannot_use_client_credentials() {
     assert_eq!(token_error(resp).await, (401, "invalid_client".into()));
 }
 
-#[tokio::test]
-async fn unsupported_grant_and_scope_errors() {
-    let server = TestServer::start().await;
+async fn unsupported_grant_and_scope_errors(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let secret = server.client_secret("demo-backend");
     let post = |form: Vec<(&'static str, &'static str)>| {
         http()
@@ -420,9 +410,8 @@ async fn unsupported_grant_and_scope_errors() {
     assert_eq!(token_error(resp).await, (400, "unauthorized_client".into()));
 }
 
-#[tokio::test]
-async fn prompt_none_without_session_is_login_required() {
-    let server = TestServer::start().await;
+async fn prompt_none_without_session_is_login_required(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let (_, challenge) = pkce_pair();
     let url = authorize_url(
         &server,
@@ -443,9 +432,8 @@ async fn prompt_none_without_session_is_login_required() {
     assert_eq!(q["state"], "pn");
 }
 
-#[tokio::test]
-async fn wrong_password_and_unknown_user_look_the_same() {
-    let server = TestServer::start().await;
+async fn wrong_password_and_unknown_user_look_the_same(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let (_, challenge) = pkce_pair();
     let url = authorize_url(
         &server,
@@ -515,9 +503,8 @@ async fn wrong_password_and_unknown_user_look_the_same() {
     assert_eq!(resp.status(), 403, "a forged CSRF token is refused");
 }
 
-#[tokio::test]
-async fn confidential_client_with_optional_pkce_must_send_nonce() {
-    let server = TestServer::start().await;
+async fn confidential_client_with_optional_pkce_must_send_nonce(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let out = server.cli(
         &[
             "client",
@@ -573,3 +560,19 @@ async fn confidential_client_with_optional_pkce_must_send_nonce() {
     let resp = http().get(with_nonce).send().await.expect("get");
     assert!(location(&resp).starts_with("/login?rid="));
 }
+
+on_both_backends!(
+    unknown_client_and_wrong_secret_are_invalid_client,
+    unregistered_or_prefix_redirect_uri_shows_a_page_and_never_redirects,
+    missing_or_plain_pkce_redirects_invalid_request_with_state,
+    unsupported_response_type_and_request_objects,
+    wrong_code_verifier_is_invalid_grant,
+    replayed_code_fails_and_revokes_tokens_of_its_first_use,
+    reused_refresh_token_kills_the_whole_family,
+    refresh_may_narrow_but_not_widen_scope,
+    public_client_cannot_use_client_credentials,
+    unsupported_grant_and_scope_errors,
+    prompt_none_without_session_is_login_required,
+    wrong_password_and_unknown_user_look_the_same,
+    confidential_client_with_optional_pkce_must_send_nonce,
+);

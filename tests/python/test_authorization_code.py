@@ -9,12 +9,15 @@ import pytest
 from zarish_testkit import (
     Browser,
     at_hash,
+    introspect,
     jwks_client,
+    loopback_session,
     new_code_verifier,
     oauth_session,
     query_of,
     redirect_target,
     run_code_flow,
+    start_authorization,
     token_request,
     verify_access_token,
     verify_id_token,
@@ -36,6 +39,21 @@ def flow(server):
 def test_first_party_client_signs_in_without_consent_page(flow):
     assert "GET /login" in flow.browser.visited
     assert "GET /consent" not in flow.browser.visited
+
+
+def test_session_cookie_is_http_only_and_same_site(flow):
+    login = flow.browser.response_to("POST", "/login")
+    assert login.status_code == 303
+    cookie = next(c for c in login.raw.headers.getlist("Set-Cookie") if "zarish_session=" in c)
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+
+
+def test_sign_in_page_cannot_be_framed(flow):
+    page = flow.browser.response_to("GET", "/login")
+    assert page.status_code == 200
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
 
 
 def test_redirect_carries_code_state_and_issuer(server, flow):
@@ -85,6 +103,8 @@ def test_id_token_verifies_with_nonce(server, flow):
     assert claims["aud"] == CLIENT
     assert claims["nonce"] == flow.nonce
     assert claims["azp"] == CLIENT
+    assert abs(claims["iat"] - time.time()) < 300
+    assert claims["exp"] > claims["iat"]
 
 
 def test_id_token_at_hash_matches_access_token(server, flow):
@@ -107,37 +127,147 @@ def test_access_token_is_not_accepted_as_id_token(server, flow):
         jwt.decode(token, key.key, algorithms=["ES256"], audience=CLIENT, issuer=server.issuer)
 
 
+def test_token_response_is_json_and_not_cached(server, flow):
+    response = flow.oauth.responses[-1]
+    assert response.request.url == server.url("/token")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.headers["Cache-Control"] == "no-store"  # RFC 6749 §5.1
+
+
+def code_form(server, flow, **override):
+    form = {
+        "grant_type": "authorization_code",
+        "code": query_of(flow.callback_url)["code"],
+        "redirect_uri": server.client(CLIENT)["redirect_uris"][0],
+        "code_verifier": flow.code_verifier,
+    }
+    form.update(override)
+    return form
+
+
 def test_code_cannot_be_redeemed_twice(server):
     flow = run_code_flow(server, CLIENT, USER, SCOPE)
-    code = query_of(flow.callback_url)["code"]
-    replay = token_request(
-        server,
-        CLIENT,
-        {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": server.client(CLIENT)["redirect_uris"][0],
-            "code_verifier": flow.code_verifier,
-        },
-    )
+    replay = token_request(server, CLIENT, code_form(server, flow))
     assert replay.status_code == 400
     assert replay.json()["error"] == "invalid_grant"
+    # RFC 6749 §4.1.2: the tokens issued from the replayed code are revoked too
+    assert introspect(server, CLIENT, flow.token["access_token"]).json() == {"active": False}
 
 
 def test_wrong_code_verifier_is_refused(server):
     flow = run_code_flow(server, CLIENT, USER, SCOPE, exchange=False)
+    response = token_request(server, CLIENT, code_form(server, flow, code_verifier="x" * 64))
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
+
+
+def test_missing_code_verifier_is_refused(server):
+    flow = run_code_flow(server, CLIENT, USER, SCOPE, exchange=False)
+    form = code_form(server, flow)
+    del form["code_verifier"]
+    response = token_request(server, CLIENT, form)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
+
+
+def test_redirect_uri_must_match_at_token_endpoint(server):
+    flow = run_code_flow(server, CLIENT, USER, SCOPE, exchange=False)
     response = token_request(
-        server,
-        CLIENT,
-        {
-            "grant_type": "authorization_code",
-            "code": query_of(flow.callback_url)["code"],
-            "redirect_uri": server.client(CLIENT)["redirect_uris"][0],
-            "code_verifier": "x" * 64,
-        },
+        server, CLIENT, code_form(server, flow, redirect_uri="http://localhost:3000/other")
     )
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_grant"
+
+
+def test_code_is_bound_to_its_client(server):
+    flow = run_code_flow(server, CLIENT, USER, SCOPE, exchange=False)
+    response = loopback_session().post(
+        server.url("/token"), data={**code_form(server, flow), "client_id": "demo-spa"}, timeout=30
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
+
+
+def test_authorization_request_by_post(server, browser: Browser):
+    # OIDC Core §3.1.2.1: the authorization endpoint accepts POST with a form body.
+    oauth = oauth_session(server, CLIENT, scope=SCOPE)
+    url, state = oauth.create_authorization_url(
+        server.url("/authorize"), code_verifier=new_code_verifier(), nonce="n-1"
+    )
+    page = browser.submit(server.url("/authorize"), query_of(url))
+    response = browser.sign_in(page, USER, server.user(USER)["password"])
+    params = query_of(redirect_target(response))
+    assert params["code"]
+    assert params["state"] == state
+
+
+def test_state_round_trips_exactly(server, browser: Browser):
+    state = "a b+c&d=e/é?%20"
+    oauth = oauth_session(server, CLIENT, scope=SCOPE)
+    url, _ = oauth.create_authorization_url(
+        server.url("/authorize"), state=state, code_verifier=new_code_verifier()
+    )
+    response = browser.sign_in(browser.navigate(url), USER, server.user(USER)["password"])
+    assert query_of(redirect_target(response))["state"] == state
+
+
+def test_wrong_password_shows_the_form_again(server, browser: Browser):
+    _, page, _ = start_authorization(server, browser, CLIENT, SCOPE)
+    response = browser.sign_in(page, USER, "wrong password, certainly")
+    assert response.status_code == 401
+    assert 'action="/login"' in response.text
+    assert "Invalid username or password" in response.text
+    assert "zarish_session" not in browser.http.cookies
+
+
+def test_sign_in_form_needs_the_browsers_csrf_cookie(server, browser: Browser):
+    _, page, _ = start_authorization(server, browser, CLIENT, SCOPE)
+    other = Browser(server)  # no zarish_csrf cookie
+    response = other.sign_in(page, USER, server.user(USER)["password"])
+    assert response.status_code == 403
+    assert "zarish_session" not in other.http.cookies
+
+
+def test_unregistered_redirect_uri_is_never_redirected_to(server, browser: Browser):
+    # RFC 6749 §4.1.2.1: the user is told, the client is not redirected to.
+    oauth = oauth_session(server, CLIENT, scope=SCOPE, redirect_uri="http://localhost:3000/evil")
+    url, _ = oauth.create_authorization_url(
+        server.url("/authorize"), code_verifier=new_code_verifier()
+    )
+    response = browser.navigate(url)
+    assert response.status_code == 400
+    assert "Location" not in response.headers
+
+
+def test_unknown_client_is_never_redirected_to(server, browser: Browser):
+    oauth = oauth_session(server, CLIENT, scope=SCOPE)
+    oauth.client_id = "no-such-client"
+    url, _ = oauth.create_authorization_url(
+        server.url("/authorize"), code_verifier=new_code_verifier()
+    )
+    response = browser.navigate(url)
+    assert response.status_code == 400
+    assert "Location" not in response.headers
+
+
+@pytest.mark.parametrize(
+    "extra, error",
+    [
+        ({"scope": "openid system/Patient.read"}, "invalid_scope"),
+        ({"response_type": "token"}, "unsupported_response_type"),
+    ],
+)
+def test_authorization_errors_redirect_with_state(server, browser: Browser, extra, error):
+    oauth = oauth_session(server, CLIENT, scope=SCOPE)
+    url, state = oauth.create_authorization_url(
+        server.url("/authorize"), code_verifier=new_code_verifier(), **extra
+    )
+    params = query_of(redirect_target(browser.navigate(url)))
+    assert params["error"] == error
+    assert params["state"] == state
+    assert params["iss"] == server.issuer
+    assert "code" not in params
 
 
 def test_plain_pkce_is_refused_with_redirect(server, browser: Browser):

@@ -5,6 +5,7 @@ import pytest
 
 from zarish_testkit import (
     Browser,
+    hidden_input,
     loopback_session,
     oauth_session,
     query_of,
@@ -22,17 +23,7 @@ SCOPE = "openid profile offline_access patient/Patient.read"
 @pytest.fixture(scope="module")
 def allowed(server):
     """clinician signs in and allows demo-spa; the code is exchanged without a secret."""
-    sent = []
-    flow = run_code_flow(server, CLIENT, "clinician", SCOPE, consent="allow", exchange=False)
-    flow.oauth.hooks["response"].append(lambda r, *a, **k: sent.append(r.request))
-    flow.token = flow.oauth.fetch_token(
-        server.url("/token"),
-        authorization_response=flow.callback_url,
-        state=flow.state,
-        code_verifier=flow.code_verifier,
-    )
-    flow.token_requests = sent
-    return flow
+    return run_code_flow(server, CLIENT, "clinician", SCOPE, consent="allow")
 
 
 def test_consent_page_lists_requested_scopes(server, browser: Browser):
@@ -54,8 +45,10 @@ def test_allowed_consent_redirects_with_code_and_state(server, allowed):
     assert params["iss"] == server.issuer
 
 
-def test_token_exchange_sends_no_secret(allowed):
-    (request,) = allowed.token_requests
+def test_token_exchange_sends_no_secret(server, allowed):
+    (response,) = allowed.oauth.responses
+    request = response.request
+    assert request.url == server.url("/token")
     body = dict(pair.split("=", 1) for pair in request.body.split("&"))
     assert body["client_id"] == CLIENT
     assert "client_secret" not in body
@@ -85,6 +78,19 @@ def test_denied_consent_returns_access_denied_with_state(server, browser: Browse
     assert params["state"] == secrets["state"]
     assert params["iss"] == server.issuer
     assert "code" not in params
+
+
+def test_denied_request_cannot_be_allowed_afterwards(server, browser: Browser):
+    secrets, page = open_consent_page(server, browser, "orgadmin")
+    form = {
+        "rid": hidden_input(page.text, "rid"),
+        "csrf_token": hidden_input(page.text, "csrf_token"),
+    }
+    denied = browser.submit(server.url("/consent"), {**form, "decision": "deny"})
+    assert query_of(redirect_target(denied))["error"] == "access_denied"
+    again = browser.submit(server.url("/consent"), {**form, "decision": "allow"})
+    assert again.status_code == 400
+    assert "Location" not in again.headers
 
 
 def test_public_client_cannot_use_client_credentials(server):

@@ -6,11 +6,14 @@ from types import SimpleNamespace
 import pytest
 
 from zarish_testkit import (
+    at_hash,
     introspect,
     loopback_session,
+    oauth_session,
     run_code_flow,
     token_request,
     verify_access_token,
+    verify_id_token,
 )
 
 CLIENT = "demo-web"
@@ -107,3 +110,40 @@ def test_refresh_token_is_bound_to_its_client(server):
     )
     assert stolen.status_code == 400
     assert stolen.json()["error"] == "invalid_grant"
+
+
+def test_refreshed_id_token_keeps_the_original_authentication(server):
+    # OIDC Core §12.2: same iss, sub, aud, azp and auth_time; nonce absent or unchanged.
+    flow = run_code_flow(server, CLIENT, USER, SCOPE)
+    refreshed = flow.oauth.refresh_token(
+        server.url("/token"), refresh_token=flow.token["refresh_token"]
+    )
+    original = verify_id_token(server, flow.token["id_token"], CLIENT)
+    renewed = verify_id_token(server, refreshed["id_token"], CLIENT)
+    for claim in ("iss", "sub", "aud", "azp", "auth_time"):
+        assert renewed[claim] == original[claim], claim
+    assert renewed.get("nonce", original["nonce"]) == original["nonce"]
+    assert renewed["at_hash"] == at_hash(refreshed["access_token"])
+
+
+def test_revoking_the_refresh_token_revokes_the_grant(server):
+    # RFC 7009 §2.1: revoking a refresh token SHOULD also invalidate its grant's access tokens.
+    flow = run_code_flow(server, CLIENT, USER, SCOPE)
+    response = flow.oauth.revoke_token(
+        server.url("/revoke"), token=flow.token["refresh_token"], token_type_hint="refresh_token"
+    )
+    assert response.status_code == 200
+    refresh = token_request(server, CLIENT, refresh_form(flow.token["refresh_token"]))
+    assert refresh.status_code == 400
+    assert refresh.json()["error"] == "invalid_grant"
+    assert introspect(server, CLIENT, flow.token["access_token"]).json() == {"active": False}
+
+
+def test_another_client_cannot_revoke_the_token(server):
+    flow = run_code_flow(server, CLIENT, USER, SCOPE)
+    other = oauth_session(server, "demo-backend")
+    response = other.revoke_token(server.url("/revoke"), token=flow.token["access_token"])
+    # RFC 7009 section 2.1: the request is refused and the client is told so.
+    assert response.status_code == 400
+    assert response.json()["error"] == "unauthorized_client"
+    assert introspect(server, CLIENT, flow.token["access_token"]).json()["active"] is True

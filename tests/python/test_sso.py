@@ -11,7 +11,7 @@ from zarish_testkit import (
     verify_id_token,
 )
 
-USER = "provider"  # the only user that consents to demo-spa in this module
+USER = "provider"  # no other module takes this user to demo-spa, so consent is asked here
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +94,13 @@ def test_sso_tokens_carry_the_same_user(server, first_sign_in):
     b = verify_access_token(server, second.token["access_token"])
     assert a["sub"] == b["sub"]
     assert a["user_type"] == b["user_type"] == server.user(USER)["role"]
+
+
+def test_max_age_zero_forces_a_new_sign_in(server):
+    # OIDC Core §3.1.2.1: "Note that max_age=0 is equivalent to prompt=login."
+    flow = run_code_flow(server, "demo-web", USER, "openid profile")
+    _, response, _ = start_authorization(
+        server, flow.browser, "demo-web", "openid profile", max_age="0"
+    )
+    assert response.status_code == 200, response.headers.get("Location")
+    assert response.url.startswith(server.url("/login?"))

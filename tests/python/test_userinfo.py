@@ -7,6 +7,7 @@ from zarish_testkit import (
     oauth_session,
     run_code_flow,
     verify_access_token,
+    verify_id_token,
 )
 
 CLIENT = "demo-web"
@@ -25,6 +26,7 @@ def test_userinfo_with_access_token(server, flow):
     assert response.headers.get("Cache-Control") == "no-store"
     info = response.json()
     assert info["sub"] == verify_access_token(server, flow.token["access_token"])["sub"]
+    assert info["sub"] == verify_id_token(server, flow.token["id_token"], CLIENT)["sub"]
     assert info["preferred_username"] == USER
     assert info["given_name"] == "Sara"
     assert info["family_name"] == "Rahman"

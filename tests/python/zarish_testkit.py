@@ -190,6 +190,7 @@ class Browser:
         self.server = server
         self.http = loopback_session()
         self.visited: list[str] = []  # "METHOD /path" of each request to the server, in order
+        self.responses: list[requests.Response] = []  # every response, in the same order
 
     def _on_server(self, url: str) -> bool:
         own = urlsplit(self.server.issuer)
@@ -203,12 +204,14 @@ class Browser:
         """GETs `url` and follows redirects that stay on the server."""
         self._record("GET", url)
         response = self.http.get(url, allow_redirects=False, timeout=HTTP_TIMEOUT_S)
+        self.responses.append(response)
         return self._follow(response)
 
     def submit(self, url: str, form: dict) -> requests.Response:
         """POSTs a form and follows redirects that stay on the server."""
         self._record("POST", url)
         response = self.http.post(url, data=form, allow_redirects=False, timeout=HTTP_TIMEOUT_S)
+        self.responses.append(response)
         return self._follow(response)
 
     def _follow(self, response: requests.Response) -> requests.Response:
@@ -220,9 +223,14 @@ class Browser:
                 return response
             self._record("GET", location)
             response = self.http.get(location, allow_redirects=False, timeout=HTTP_TIMEOUT_S)
+            self.responses.append(response)
         raise AssertionError(f"more than {self.MAX_HOPS} redirects, visited {self.visited}")
 
     # ---- the server's pages -----------------------------------------------------------------
+
+    def response_to(self, method: str, path: str) -> requests.Response:
+        """The first response to `METHOD /path`."""
+        return self.responses[self.visited.index(f"{method} {path}")]
 
     def sign_in(self, page: requests.Response, username: str, password: str) -> requests.Response:
         assert page.status_code == 200, f"expected the sign-in page, got {page.status_code}"
@@ -269,6 +277,9 @@ def oauth_session(server: Server, client_id: str, **kwargs) -> OAuth2Session:
         kwargs.setdefault("redirect_uri", client["redirect_uris"][0])
         kwargs.setdefault("code_challenge_method", "S256")
     session = OAuth2Session(client_id=client_id, client_secret=secret, **kwargs)
+    # Every HTTP response the session receives, for assertions on the wire format.
+    session.responses = []
+    session.hooks["response"].append(lambda r, *args, **kw: session.responses.append(r))
     return loopback_session(session)
 
 

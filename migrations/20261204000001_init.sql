@@ -1,4 +1,4 @@
--- Zarish Sphere Auth, initial schema. Portable SQL: the PostgreSQL backend uses the same shape.
+-- Zarish Sphere Auth, initial schema. Portable SQL: SQLite and PostgreSQL run the same file.
 -- Times are Unix seconds (BIGINT). Every stored secret or bearer handle is a keyed hash.
 
 CREATE TABLE organizations (
@@ -37,9 +37,12 @@ CREATE TABLE clients (
     created_at                BIGINT NOT NULL
 );
 
+-- Private keys are sealed with AES-256-GCM under a key derived from the master key file, which
+-- never enters the database.
 CREATE TABLE signing_keys (
     kid         TEXT PRIMARY KEY,
     alg         TEXT NOT NULL,
+    sealed_key  TEXT NOT NULL,
     created_at  BIGINT NOT NULL,
     retired_at  BIGINT
 );
