@@ -50,6 +50,8 @@ pub struct ClientSpec {
     pub kind: ClientKind,
     /// Exact redirect URIs.
     pub redirect_uris: Vec<String>,
+    /// Exact post-logout redirect URIs.
+    pub post_logout_redirect_uris: Vec<String>,
     /// Allowed grant types.
     pub grant_types: Vec<GrantType>,
     /// Allowed scopes.
@@ -117,7 +119,11 @@ pub async fn register_client(
             "an authorization-code client needs a redirect URI",
         ));
     }
-    for uri in &spec.redirect_uris {
+    for uri in spec
+        .redirect_uris
+        .iter()
+        .chain(&spec.post_logout_redirect_uris)
+    {
         check_redirect_uri(uri)?;
     }
     if spec.kind == ClientKind::Public && spec.grant_types.contains(&GrantType::ClientCredentials) {
@@ -135,7 +141,7 @@ pub async fn register_client(
             .as_ref()
             .map(|s| hash_key.hash(HashPurpose::ClientSecret, s.expose())),
         redirect_uris: spec.redirect_uris,
-        post_logout_redirect_uris: Vec::new(),
+        post_logout_redirect_uris: spec.post_logout_redirect_uris,
         grant_types: spec.grant_types,
         scope: spec.scope,
         first_party: spec.first_party,
@@ -350,6 +356,10 @@ pub async fn create_demo(
             name: name.into(),
             kind,
             redirect_uris: redirect_uris.clone(),
+            post_logout_redirect_uris: redirect_uris
+                .iter()
+                .map(|u| u.trim_end_matches("callback").to_owned())
+                .collect(),
             grant_types: grants.clone(),
             scope: Scopes::parse(scope).map_err(|_| RegistrationError::Invalid("demo scope"))?,
             first_party,

@@ -122,6 +122,24 @@ enum UserCommand {
         #[arg(long)]
         email: Option<String>,
     },
+    /// Remove a user's second factor and backup codes (they enrol again at next sign-in).
+    ResetMfa {
+        /// Sign-in name.
+        #[arg(long)]
+        username: String,
+    },
+    /// List a user's live sessions.
+    Sessions {
+        /// Sign-in name.
+        #[arg(long)]
+        username: String,
+    },
+    /// End every session of a user and revoke the refresh tokens issued in them.
+    Logout {
+        /// Sign-in name.
+        #[arg(long)]
+        username: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +164,9 @@ struct ClientAddArgs {
     /// Exact redirect URI (repeatable).
     #[arg(long = "redirect-uri")]
     redirect_uris: Vec<String>,
+    /// Exact post-logout redirect URI (repeatable).
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
     /// Grant type (repeatable): authorization_code, refresh_token, client_credentials.
     #[arg(long = "grant-type", default_values = ["authorization_code", "refresh_token"])]
     grant_types: Vec<String>,
@@ -281,6 +302,36 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     .await?;
             println!("user {} added with id {}", user.username, user.id);
         }
+        Command::User(UserCommand::ResetMfa { username }) => {
+            let ctx = server::open(settings(&cli, None)?).await?;
+            let user = find_user(&ctx, username).await?;
+            ctx.store.delete_mfa(&user.id).await?;
+            tracing::info!(target: "zarish::security", "second factor reset by an administrator");
+            println!("second factor of {username} removed; they enrol again at next sign-in");
+        }
+        Command::User(UserCommand::Sessions { username }) => {
+            let ctx = server::open(settings(&cli, None)?).await?;
+            let user = find_user(&ctx, username).await?;
+            let now = ctx.clock.now();
+            for s in ctx.store.list_sessions(&user.id, now).await? {
+                println!(
+                    "{}\tstarted {}s ago\tauth {}\texpires in {}s",
+                    s.id,
+                    now - s.created_at,
+                    s.amr,
+                    s.expires_at - now
+                );
+            }
+        }
+        Command::User(UserCommand::Logout { username }) => {
+            let ctx = server::open(settings(&cli, None)?).await?;
+            let user = find_user(&ctx, username).await?;
+            let ended = ctx
+                .store
+                .end_user_sessions(&user.id, ctx.clock.now())
+                .await?;
+            println!("ended {ended} session(s) of {username}; their refresh tokens are revoked");
+        }
         Command::Client(ClientCommand::Add(args)) => {
             let spec = client_spec(args)?;
             let ctx = server::open(settings(&cli, None)?).await?;
@@ -341,6 +392,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     Ok(())
 }
 
+async fn find_user(ctx: &server::Context, username: &str) -> Result<crate::model::User, CliError> {
+    ctx.store
+        .find_user_by_username(username)
+        .await?
+        .ok_or_else(|| CliError::Usage(format!("no user named '{username}'")))
+}
+
 fn client_spec(args: &ClientAddArgs) -> Result<ClientSpec, CliError> {
     let grant_types = args
         .grant_types
@@ -370,6 +428,7 @@ fn client_spec(args: &ClientAddArgs) -> Result<ClientSpec, CliError> {
             ClientKind::Confidential
         },
         redirect_uris: args.redirect_uris.clone(),
+        post_logout_redirect_uris: args.post_logout_redirect_uris.clone(),
         grant_types,
         scope,
         first_party: args.first_party,

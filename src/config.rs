@@ -46,6 +46,48 @@ pub struct FileConfig {
     pub key_refresh_interval: Option<u64>,
     /// Concurrent password hashes.
     pub password_hash_concurrency: Option<usize>,
+    /// Roles that must sign in with a second factor.
+    pub mfa_required_roles: Option<Vec<crate::model::Role>>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Option<Vec<std::net::IpAddr>>,
+    /// Brute-force limits.
+    #[serde(default)]
+    pub signin: SigninConfig,
+}
+
+/// Brute-force limits as they appear in the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigninConfig {
+    /// Failures from one address that trigger a block.
+    pub ip_failure_limit: Option<i64>,
+    /// Window in which they are counted (seconds).
+    pub ip_window: Option<i64>,
+    /// How long the block lasts (seconds).
+    pub ip_block: Option<i64>,
+    /// Failures of one account before delays start.
+    pub account_free_failures: Option<i64>,
+    /// Longest delay between attempts on one account (seconds).
+    pub account_delay_cap: Option<i64>,
+    /// Quiet seconds after which an account's count restarts.
+    pub account_reset_after: Option<i64>,
+}
+
+/// Brute-force limits.
+#[derive(Debug, Clone, Copy)]
+pub struct SigninLimits {
+    /// Failures from one address within `ip_window` that block it (default 5).
+    pub ip_failure_limit: i64,
+    /// Counting window (default 900 s).
+    pub ip_window: i64,
+    /// Block length (default 900 s).
+    pub ip_block: i64,
+    /// Failures of one account that cost nothing (default 3); each further one doubles the wait.
+    pub account_free_failures: i64,
+    /// Longest wait between attempts on one account (default 30 s).
+    pub account_delay_cap: i64,
+    /// Quiet time after which an account's count restarts (default 900 s).
+    pub account_reset_after: i64,
 }
 
 /// Lifetimes in seconds, as they appear in the config file.
@@ -122,6 +164,12 @@ pub struct Settings {
     pub key_refresh_interval: u64,
     /// How many Argon2id hashes may run at once.
     pub password_hash_concurrency: usize,
+    /// Roles that must sign in with a second factor.
+    pub mfa_required_roles: Vec<crate::model::Role>,
+    /// Proxies whose `X-Forwarded-For` is believed; every other peer is the client itself.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Brute-force limits.
+    pub signin: SigninLimits,
 }
 
 /// Values given on the command line or in the environment; each wins over the file.
@@ -225,6 +273,32 @@ impl Settings {
             lifetimes,
             key_refresh_interval: file.key_refresh_interval.unwrap_or(60).max(1),
             password_hash_concurrency: file.password_hash_concurrency.unwrap_or(cores).max(1),
+            mfa_required_roles: file.mfa_required_roles.unwrap_or_else(|| {
+                use crate::model::Role;
+                vec![
+                    Role::SuperAdmin,
+                    Role::OrganizationAdmin,
+                    Role::HealthcareProvider,
+                ]
+            }),
+            trusted_proxies: file.trusted_proxies.unwrap_or_default(),
+            signin: SigninLimits {
+                ip_failure_limit: positive(
+                    "signin.ip_failure_limit",
+                    file.signin.ip_failure_limit.unwrap_or(5),
+                )?,
+                ip_window: positive("signin.ip_window", file.signin.ip_window.unwrap_or(900))?,
+                ip_block: positive("signin.ip_block", file.signin.ip_block.unwrap_or(900))?,
+                account_free_failures: file.signin.account_free_failures.unwrap_or(3).max(0),
+                account_delay_cap: positive(
+                    "signin.account_delay_cap",
+                    file.signin.account_delay_cap.unwrap_or(30),
+                )?,
+                account_reset_after: positive(
+                    "signin.account_reset_after",
+                    file.signin.account_reset_after.unwrap_or(900),
+                )?,
+            },
         })
     }
 

@@ -217,19 +217,21 @@ impl MasterKey {
         self.hash_key.clone()
     }
 
-    fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<String, KeyError> {
+    /// Seals `plaintext` with AES-256-GCM, bound to `aad`; base64url of nonce || ciphertext.
+    pub fn seal(&self, aad: &str, plaintext: &[u8]) -> Result<String, KeyError> {
         let nonce_bytes = random_bytes::<12>();
         let nonce = aead::Nonce::assume_unique_for_key(*nonce_bytes);
         let mut buf = plaintext.to_vec();
         self.seal
-            .seal_in_place_append_tag(nonce, aead::Aad::from(kid.as_bytes()), &mut buf)
+            .seal_in_place_append_tag(nonce, aead::Aad::from(aad.as_bytes()), &mut buf)
             .map_err(|_| KeyError::Crypto("sealing failed"))?;
         let mut out = nonce_bytes.to_vec();
         out.extend_from_slice(&buf);
         Ok(URL_SAFE_NO_PAD.encode(out))
     }
 
-    fn open(&self, kid: &str, sealed: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    /// Opens what [`MasterKey::seal`] sealed with the same `aad`.
+    pub fn open(&self, aad: &str, sealed: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
         let wrong = KeyError::Crypto(
             "the master key does not open the stored signing keys (every node must use the same master key file)",
         );
@@ -244,7 +246,7 @@ impl MasterKey {
         let mut buf = Zeroizing::new(body.to_vec());
         let plain = self
             .seal
-            .open_in_place(nonce, aead::Aad::from(kid.as_bytes()), buf.as_mut_slice())
+            .open_in_place(nonce, aead::Aad::from(aad.as_bytes()), buf.as_mut_slice())
             .map_err(|_| wrong)?
             .to_vec();
         Ok(Zeroizing::new(plain))
@@ -274,6 +276,11 @@ impl KeyVault {
     /// A vault sealing with `master`.
     pub fn new(master: Arc<MasterKey>) -> Self {
         Self { master }
+    }
+
+    /// The master key, for other sealed secrets (TOTP secrets).
+    pub fn master(&self) -> &MasterKey {
+        &self.master
     }
 
     /// Generates a key, seals it and records it in the store. Returns its `kid`.

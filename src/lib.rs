@@ -5,12 +5,15 @@
 //! session and CSRF handling, `store` the persistence layer, `http` the web edge and `cli` the
 //! administrator's commands.
 
+pub mod account;
 pub mod bootstrap;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod factors;
 pub mod http;
 pub mod keys;
+pub mod mfa;
 pub mod model;
 pub mod oauth;
 pub mod oidc;
@@ -21,4 +24,5 @@ pub mod server;
 pub mod session;
 pub mod state;
 pub mod store;
+pub mod throttle;
 pub mod tokens;

@@ -83,6 +83,8 @@ pub enum HashPurpose {
     AuthRequest,
     /// A CSRF token.
     Csrf,
+    /// A backup code of the second factor.
+    BackupCode,
 }
 
 impl HashPurpose {
@@ -93,6 +95,7 @@ impl HashPurpose {
             Self::Session => b"session\0",
             Self::AuthRequest => b"auth-request\0",
             Self::Csrf => b"csrf\0",
+            Self::BackupCode => b"backup-code\0",
         }
     }
 }

@@ -68,13 +68,20 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), StartError> {
 /// Opens the data directory and the store (with migrations), loads the master key, and makes
 /// sure signing keys exist.
 pub async fn open(settings: Settings) -> Result<Context, StartError> {
+    open_with_clock(settings, Arc::new(SystemClock)).await
+}
+
+/// [`open`] with a given clock (tests move time by hand).
+pub async fn open_with_clock(
+    settings: Settings,
+    clock: SharedClock,
+) -> Result<Context, StartError> {
     ensure_data_dir(&settings.data_dir)?;
     let store =
         crate::store::open(settings.database_url.as_deref(), &settings.database_path()).await?;
     let master = Arc::new(MasterKey::load_or_create(&settings.master_key_file)?);
     let hash_key = master.hash_key();
     let vault = KeyVault::new(master);
-    let clock: SharedClock = Arc::new(SystemClock);
     vault.ensure_keys(&store, clock.now()).await?;
     Ok(Context {
         settings: Arc::new(settings),
@@ -85,29 +92,47 @@ pub async fn open(settings: Settings) -> Result<Context, StartError> {
     })
 }
 
-/// Runs the server until SIGINT or SIGTERM.
-pub async fn serve(settings: Settings, demo: bool) -> Result<(), StartError> {
-    let started = Instant::now();
-    let ctx = open(settings).await?;
+/// Opens everything, runs the first-start set-up and builds the shared state, with `clock`.
+pub async fn prepare(
+    settings: Settings,
+    clock: SharedClock,
+    demo: bool,
+) -> Result<AppState, StartError> {
+    let ctx = open_with_clock(settings, clock).await?;
     let settings = ctx.settings.clone();
     let passwords = PasswordHasherPool::new(settings.password_hash_concurrency)?;
-    let now = ctx.clock.now();
 
     first_start(&ctx, &passwords, demo).await?;
 
+    let now = ctx.clock.now();
     let keys = ctx
         .vault
         .load(&ctx.store, now, settings.lifetimes.key_retention())
         .await?;
-    let state = AppState {
-        settings: settings.clone(),
+    Ok(AppState {
+        settings,
         store: ctx.store.clone(),
         keys: SharedKeys::new(keys),
         vault: ctx.vault.clone(),
         clock: ctx.clock.clone(),
         hash_key: ctx.hash_key.clone(),
         passwords,
-    };
+    })
+}
+
+/// The router as a service that records each connection's peer address (for client IPs).
+pub fn app(
+    state: AppState,
+) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<axum::Router, std::net::SocketAddr>
+{
+    crate::http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>()
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn serve(settings: Settings, demo: bool) -> Result<(), StartError> {
+    let started = Instant::now();
+    let state = prepare(settings, Arc::new(SystemClock), demo).await?;
+    let settings = state.settings.clone();
     let state_backend = state.store.backend();
     spawn_key_refresh(state.clone());
     spawn_purge(state.clone());
@@ -128,7 +153,7 @@ pub async fn serve(settings: Settings, demo: bool) -> Result<(), StartError> {
         "zarish is ready"
     );
 
-    axum::serve(listener, crate::http::router(state))
+    axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| StartError::Bind(settings.listen.to_string(), e))?;

@@ -10,13 +10,33 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde_json::json;
 
-use crate::oauth::{authorize, introspect, revoke, token};
-use crate::oidc::{discovery, userinfo};
+use crate::account;
+use crate::oauth::{authorize, introspect, revoke, signin, token};
+use crate::oidc::{discovery, logout, userinfo};
 use crate::secret::random_id;
 use crate::state::AppState;
+
+/// The TCP peer of the request, when the server was started with connection info.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<std::net::SocketAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0);
+        Ok(ClientAddr(peer))
+    }
+}
 
 /// The client id a handler learned, for the request log line.
 #[derive(Debug, Clone)]
@@ -43,9 +63,11 @@ pub fn router(state: AppState) -> Router {
             get(authorize::authorize).post(authorize::authorize),
         )
         .route("/authorize/resume", get(authorize::resume))
+        .route("/login", get(signin::login_page).post(signin::login_submit))
+        .route("/login/otp", get(signin::otp_page).post(signin::otp_submit))
         .route(
-            "/login",
-            get(authorize::login_page).post(authorize::login_submit),
+            "/login/enroll",
+            get(signin::enroll_page).post(signin::enroll_submit),
         )
         .route(
             "/consent",
@@ -58,6 +80,13 @@ pub fn router(state: AppState) -> Router {
             "/userinfo",
             get(userinfo::userinfo).post(userinfo::userinfo),
         )
+        .route("/logout", get(logout::logout).post(logout::logout))
+        .route("/account", get(account::show))
+        .route("/account/mfa/enroll", post(account::enroll))
+        .route("/account/mfa/backup-codes", post(account::regenerate))
+        .route("/account/mfa/disable", post(account::disable))
+        .route("/account/sessions/end", post(account::end_session))
+        .route("/api/account/mfa", delete(account::api_disable_mfa))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .fallback(not_found)

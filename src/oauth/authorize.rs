@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::http::pages::{self, ConsentPage, LoginPage};
+use crate::http::pages::{self, ConsentPage};
 use crate::http::params::{ParamError, Params};
 use crate::model::{Client, ClientKind, GrantType, Scopes};
 use crate::oauth::error::OAuthError;
@@ -25,24 +25,28 @@ use crate::tokens::{Expectation, Expiry, IdClaims, TokenKind};
 
 /// Longest accepted `state`, `nonce` or `login_hint`.
 const MAX_OPAQUE_LEN: usize = 1024;
-/// Longest accepted username or password on the sign-in form.
-const MAX_LOGIN_FIELD: usize = 1024;
 
 /// A validated authorization request, as kept while the user signs in or consents.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuthorizationRequest {
-    client_id: String,
-    redirect_uri: String,
-    scope: String,
-    state: Option<String>,
-    nonce: Option<String>,
-    code_challenge: Option<String>,
-    prompt_none: bool,
-    prompt_login: bool,
-    prompt_consent: bool,
-    max_age: Option<i64>,
-    login_hint: Option<String>,
-    hint_sub: Option<String>,
+    pub(crate) client_id: String,
+    pub(crate) redirect_uri: String,
+    pub(crate) scope: String,
+    pub(crate) state: Option<String>,
+    pub(crate) nonce: Option<String>,
+    pub(crate) code_challenge: Option<String>,
+    pub(crate) prompt_none: bool,
+    pub(crate) prompt_login: bool,
+    pub(crate) prompt_consent: bool,
+    pub(crate) max_age: Option<i64>,
+    pub(crate) login_hint: Option<String>,
+    pub(crate) hint_sub: Option<String>,
+    /// The client asked for a second factor (`acr_values` names the MFA level).
+    #[serde(default)]
+    pub(crate) acr_mfa: bool,
+    /// The password was verified for this user; the second factor is still due.
+    #[serde(default)]
+    pub(crate) mfa_user: Option<String>,
 }
 
 /// Why an authorization request stops.
@@ -111,7 +115,7 @@ fn redirect_to(uri: &str, pairs: &[(&str, &str)]) -> Response {
     see_other(&location)
 }
 
-fn see_other(location: &str) -> Response {
+pub(crate) fn see_other(location: &str) -> Response {
     match HeaderValue::from_str(location) {
         Ok(value) => {
             let mut response = StatusCode::SEE_OTHER.into_response();
@@ -154,7 +158,7 @@ impl AuthorizeError {
     }
 }
 
-fn finish(state: &AppState, result: Result<Response, AuthorizeError>) -> Response {
+pub(crate) fn finish(state: &AppState, result: Result<Response, AuthorizeError>) -> Response {
     result.unwrap_or_else(|e| e.into_response_with(Issuer(&state.settings.issuer)))
 }
 
@@ -221,6 +225,8 @@ async fn validate(
         max_age: None,
         login_hint: None,
         hint_sub: None,
+        acr_mfa: false,
+        mfa_user: None,
     };
     let Ok(state_param) = bounded(params, "state") else {
         return Err(AuthorizeError::redirect(
@@ -308,6 +314,9 @@ async fn validate(
     request.max_age = max_age;
     request.login_hint = login_hint;
     request.hint_sub = hint_sub;
+    request.acr_mfa = params
+        .get("acr_values")
+        .is_some_and(|v| v.split(' ').any(|acr| acr == crate::mfa::ACR_MFA));
     Ok((client, request))
 }
 
@@ -357,7 +366,7 @@ fn parse_prompt(raw: Option<&str>) -> Result<(bool, bool, bool), &'static str> {
     Ok((none, login, consent))
 }
 
-async fn hint_subject(state: &AppState, client: &Client, hint: &str) -> Option<String> {
+pub(crate) async fn hint_subject(state: &AppState, client: &Client, hint: &str) -> Option<String> {
     let claims: IdClaims = state
         .verify_token(
             hint,
@@ -441,7 +450,7 @@ async fn proceed(
     issue_code(state, client, &request, &session, &scope).await
 }
 
-async fn keep_pending(
+pub(crate) async fn keep_pending(
     state: &AppState,
     request: &AuthorizationRequest,
     existing: Option<String>,
@@ -466,13 +475,13 @@ async fn keep_pending(
     Ok(rid.expose().to_owned())
 }
 
-async fn drop_pending(state: &AppState, rid: &str) -> Result<(), AuthorizeError> {
+pub(crate) async fn drop_pending(state: &AppState, rid: &str) -> Result<(), AuthorizeError> {
     let hash = state.hash_key.hash(HashPurpose::AuthRequest, rid);
     state.store.delete_auth_request(&hash).await?;
     Ok(())
 }
 
-async fn load_pending(
+pub(crate) async fn load_pending(
     state: &AppState,
     rid: Option<&str>,
 ) -> Result<(Client, AuthorizationRequest, String), AuthorizeError> {
@@ -550,105 +559,11 @@ async fn issue_code(
     Ok(redirect_to(&request.redirect_uri, &pairs))
 }
 
-fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
+pub(crate) fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
     if let Some(cookie) = cookie {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
-}
-
-fn login_form(
-    state: &AppState,
-    headers: &HeaderMap,
-    status: StatusCode,
-    client: &Client,
-    rid: &str,
-    username: &str,
-    error: Option<&str>,
-) -> Response {
-    let (csrf_cookie, set) = session::csrf_cookie(state, headers);
-    let csrf_token = session::csrf_token(state, &csrf_cookie, rid);
-    let page = LoginPage {
-        client_name: &client.name,
-        rid,
-        csrf_token: &csrf_token,
-        username,
-        error,
-    };
-    with_cookie(pages::render(status, &page), set)
-}
-
-/// `GET /login?rid=…`: the sign-in form of a pending request.
-pub async fn login_page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    params: Result<Params, ParamError>,
-) -> Response {
-    let result = async {
-        let params = params
-            .map_err(|_| AuthorizeError::Page(StatusCode::BAD_REQUEST, "Malformed request."))?;
-        let (client, request, rid) = load_pending(&state, params.get("rid")).await?;
-        let username = request.login_hint.as_deref().unwrap_or("");
-        Ok(login_form(
-            &state,
-            &headers,
-            StatusCode::OK,
-            &client,
-            &rid,
-            username,
-            None,
-        ))
-    }
-    .await;
-    finish(&state, result)
-}
-
-/// `POST /login`: checks the password, starts the SSO session and resumes the request.
-pub async fn login_submit(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    params: Result<Params, ParamError>,
-) -> Response {
-    let result = async {
-        let params = params.map_err(|_| AuthorizeError::Page(StatusCode::BAD_REQUEST, "Malformed request."))?;
-        let (client, mut request, rid) = load_pending(&state, params.get("rid")).await?;
-        if !session::csrf_valid(&state, &headers, &rid, params.get("csrf_token")) {
-            return Err(AuthorizeError::Page(
-                StatusCode::FORBIDDEN,
-                "The form has expired. Return to the application and start again.",
-            ));
-        }
-
-        let username = params.get("username").unwrap_or("");
-        let password = params.get("password").unwrap_or("");
-        if username.len() > MAX_LOGIN_FIELD || password.len() > MAX_LOGIN_FIELD {
-            return Err(AuthorizeError::Page(StatusCode::BAD_REQUEST, "Malformed request."));
-        }
-        let user = state.store.find_user_by_username(username).await?;
-        let hash = user.as_ref().map(|u| u.password_hash.clone());
-        let ok = state.passwords.verify(SecretString::new(password.to_owned()), hash).await?;
-        let Some(user) = user.filter(|_| ok) else {
-            tracing::info!(target: "zarish::security", client_id = %client.client_id, "sign-in failed");
-            let message = Some("Invalid username or password.");
-            return Ok(login_form(&state, &headers, StatusCode::UNAUTHORIZED, &client, &rid, username, message));
-        };
-
-        let (_session, cookie) = session::start(&state, &user.id, "pwd").await?;
-        tracing::info!(target: "zarish::security", client_id = %client.client_id, "sign-in succeeded");
-
-        // The fresh sign-in satisfies prompt=login, max_age and id_token_hint: carry the request
-        // on under a new handle without them, so the resumed request cannot loop back here.
-        drop_pending(&state, &rid).await?;
-        request.prompt_login = false;
-        request.max_age = None;
-        request.hint_sub = None;
-        let next = keep_pending(&state, &request, None).await?;
-        let mut response = see_other(&format!("/authorize/resume?rid={next}"));
-        response.headers_mut().append(header::SET_COOKIE, cookie);
-        Ok(response)
-    }
-    .await;
-    finish(&state, result)
 }
 
 /// `GET /authorize/resume?rid=…`: continues a pending request after sign-in.

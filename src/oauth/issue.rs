@@ -31,6 +31,13 @@ pub struct TokenResponse {
     pub id_token: Option<String>,
 }
 
+fn amr_list(amr: &str) -> Vec<String> {
+    amr.split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Whether a grant with `scope` to `client` gets a refresh token.
 pub fn wants_refresh(client: &Client, scope: &Scopes) -> bool {
     client.allows_grant(GrantType::RefreshToken)
@@ -56,6 +63,8 @@ pub fn client_token(
         scope: scope.to_string(),
         client_id: client.client_id.clone(),
         auth_time: None,
+        acr: None,
+        amr: None,
         user_type: None,
         organization: None,
         permissions: None,
@@ -116,6 +125,8 @@ pub async fn grant_tokens(
         scope: issue.access_scope.to_string(),
         client_id: issue.client.client_id.clone(),
         auth_time: Some(issue.grant.auth_time),
+        acr: Some(crate::mfa::acr_for(&issue.grant.amr).to_owned()),
+        amr: Some(amr_list(&issue.grant.amr)),
         user_type: Some(user.role.as_str().to_owned()),
         organization: Some(user.organization_id.clone()),
         permissions: Some(
@@ -177,13 +188,8 @@ pub async fn grant_tokens(
             at_hash: Some(tokens::at_hash(&access_token)),
             azp: issue.client.client_id.clone(),
             sid: Some(issue.grant.session_id.clone()),
-            amr: issue
-                .grant
-                .amr
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            acr: Some(crate::mfa::acr_for(&issue.grant.amr).to_owned()),
+            amr: amr_list(&issue.grant.amr),
         };
         let key = keys.signer(issue.client.id_token_alg);
         Some(tokens::sign(TokenKind::IdToken, key, &claims)?)

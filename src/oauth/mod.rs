@@ -7,4 +7,5 @@ pub mod introspect;
 pub mod issue;
 pub mod pkce;
 pub mod revoke;
+pub mod signin;
 pub mod token;

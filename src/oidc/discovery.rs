@@ -65,13 +65,15 @@ fn openid_document(issuer: &str) -> Value {
     if let Value::Object(map) = &mut doc {
         let extra = json!({
             "userinfo_endpoint": format!("{issuer}/userinfo"),
+            "end_session_endpoint": format!("{issuer}/logout"),
+            "acr_values_supported": [crate::mfa::ACR_PWD, crate::mfa::ACR_MFA],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256", "ES256"],
             "response_modes_supported": ["query"],
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "claims_supported": [
-                "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "sid", "amr",
+                "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "sid", "amr", "acr",
                 "name", "given_name", "family_name", "preferred_username", "email", "email_verified",
                 "phone_number", "address"
             ],

@@ -2,4 +2,5 @@
 //! the JWKS and the userinfo endpoint.
 
 pub mod discovery;
+pub mod logout;
 pub mod userinfo;

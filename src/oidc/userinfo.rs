@@ -24,6 +24,8 @@ pub enum BearerError {
     InvalidToken,
     /// The token lacks the `openid` scope.
     InsufficientScope,
+    /// The sign-in behind the token was not strong or recent enough (RFC 9470).
+    InsufficientUserAuthentication,
     /// Our failure.
     Internal(OAuthError),
 }
@@ -47,6 +49,12 @@ impl IntoResponse for BearerError {
             BearerError::InvalidToken => {
                 (StatusCode::UNAUTHORIZED, "Bearer error=\"invalid_token\"")
             }
+            BearerError::InsufficientUserAuthentication => (
+                StatusCode::UNAUTHORIZED,
+                "Bearer error=\"insufficient_user_authentication\", \
+                 error_description=\"A fresh second factor is required\", \
+                 acr_values=\"urn:zarish:acr:mfa\", max_age=300",
+            ),
             BearerError::InsufficientScope => (
                 StatusCode::FORBIDDEN,
                 "Bearer error=\"insufficient_scope\", scope=\"openid\"",
@@ -66,7 +74,8 @@ impl IntoResponse for BearerError {
     }
 }
 
-fn bearer_from_header(headers: &HeaderMap) -> Result<Option<String>, BearerError> {
+/// The bearer token of the `Authorization` header, if one is sent.
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<String>, BearerError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -139,7 +148,7 @@ async fn answer(
     headers: &HeaderMap,
     params: Result<Params, ParamError>,
 ) -> Result<Value, BearerError> {
-    let from_header = bearer_from_header(headers)?;
+    let from_header = bearer_token(headers)?;
     let from_body = match params {
         Ok(p) => p.get("access_token").map(str::to_owned),
         Err(ParamError::ContentType) => None,

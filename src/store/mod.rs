@@ -225,6 +225,37 @@ pub enum RefreshRotation {
     Unknown,
 }
 
+/// A user's TOTP factor as stored.
+#[derive(Clone)]
+pub struct MfaRecord {
+    /// The user.
+    pub user_id: String,
+    /// The secret, sealed under the master key.
+    pub sealed_secret: String,
+    /// When the user confirmed it with a first code; `None` while pending.
+    pub confirmed_at: Option<i64>,
+    /// The newest accepted time step.
+    pub last_used_step: Option<i64>,
+}
+
+impl std::fmt::Debug for MfaRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MfaRecord")
+            .field("user_id", &self.user_id)
+            .field("confirmed_at", &self.confirmed_at)
+            .finish()
+    }
+}
+
+/// The per-account failure counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountFailures {
+    /// Consecutive failures.
+    pub failures: i64,
+    /// Time of the last one.
+    pub last_failure: i64,
+}
+
 /// The storage interface of the server.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -321,6 +352,67 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes expired codes, requests, sessions, tokens and revocations. Returns rows removed.
     async fn purge_expired(&self, now: i64) -> StoreResult<u64>;
+
+    /// The user's TOTP factor, pending or confirmed.
+    async fn get_mfa(&self, user_id: &str) -> StoreResult<Option<MfaRecord>>;
+    /// Stores a pending factor, replacing a pending one; a confirmed factor is left alone.
+    async fn put_pending_mfa(
+        &self,
+        user_id: &str,
+        sealed_secret: &str,
+        now: i64,
+    ) -> StoreResult<()>;
+    /// Confirms a pending factor with the step of its first code. False if none was pending.
+    async fn confirm_mfa(&self, user_id: &str, step: i64, now: i64) -> StoreResult<bool>;
+    /// Accepts a code of `step` once: true only if no code of this or a later step was accepted.
+    async fn accept_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool>;
+    /// Removes the factor and the backup codes.
+    async fn delete_mfa(&self, user_id: &str) -> StoreResult<()>;
+    /// Replaces every backup code of the user.
+    async fn replace_backup_codes(
+        &self,
+        user_id: &str,
+        hashes: &[String],
+        now: i64,
+    ) -> StoreResult<()>;
+    /// Spends a backup code once. Returns the number left, or `None` if it was not valid.
+    async fn use_backup_code(
+        &self,
+        user_id: &str,
+        hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<i64>>;
+    /// Unused backup codes of the user.
+    async fn count_backup_codes(&self, user_id: &str) -> StoreResult<i64>;
+
+    /// Until when `ip` is blocked from sign-in, if it is at `now`.
+    async fn ip_blocked_until(&self, ip: &str, now: i64) -> StoreResult<Option<i64>>;
+    /// Records a failed sign-in from `ip`. When `limit` failures fall within `window` seconds the
+    /// address is blocked for `block` seconds and the block's end is returned.
+    async fn record_ip_failure(
+        &self,
+        ip: &str,
+        now: i64,
+        window: i64,
+        limit: i64,
+        block: i64,
+    ) -> StoreResult<Option<i64>>;
+    /// The account's failure counter.
+    async fn account_failures(&self, user_id: &str) -> StoreResult<Option<AccountFailures>>;
+    /// Counts a failure against the account; the count restarts after `reset_after` quiet seconds.
+    async fn record_account_failure(
+        &self,
+        user_id: &str,
+        now: i64,
+        reset_after: i64,
+    ) -> StoreResult<()>;
+    /// Clears the account's failures after a successful sign-in.
+    async fn clear_account_failures(&self, user_id: &str) -> StoreResult<()>;
+
+    /// The user's live sessions, newest first.
+    async fn list_sessions(&self, user_id: &str, now: i64) -> StoreResult<Vec<SessionRecord>>;
+    /// Ends every session of the user and revokes the grants made in them. Returns how many.
+    async fn end_user_sessions(&self, user_id: &str, now: i64) -> StoreResult<u64>;
 
     /// Writes a consistent copy of the database to `path` while it is in use.
     async fn backup_to(&self, path: &Path) -> StoreResult<()>;

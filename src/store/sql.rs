@@ -592,6 +592,239 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn get_mfa(&self, user_id: &str) -> StoreResult<Option<MfaRecord>> {
+                let row = sqlx::query(
+                    "SELECT user_id, sealed_secret, confirmed_at, last_used_step FROM mfa_factors \
+                     WHERE user_id = $1",
+                )
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| {
+                    Ok(MfaRecord {
+                        user_id: r.try_get("user_id")?,
+                        sealed_secret: r.try_get("sealed_secret")?,
+                        confirmed_at: r.try_get("confirmed_at")?,
+                        last_used_step: r.try_get("last_used_step")?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn put_pending_mfa(&self, user_id: &str, sealed_secret: &str, now: i64) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO mfa_factors (user_id, sealed_secret, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (user_id) DO UPDATE SET sealed_secret = excluded.sealed_secret, \
+                     created_at = excluded.created_at WHERE mfa_factors.confirmed_at IS NULL",
+                )
+                .bind(user_id)
+                .bind(sealed_secret)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn confirm_mfa(&self, user_id: &str, step: i64, now: i64) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE mfa_factors SET confirmed_at = $1, last_used_step = $2 \
+                     WHERE user_id = $3 AND confirmed_at IS NULL",
+                )
+                .bind(now)
+                .bind(step)
+                .bind(user_id)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn accept_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE mfa_factors SET last_used_step = $1 WHERE user_id = $2 \
+                     AND confirmed_at IS NOT NULL AND (last_used_step IS NULL OR last_used_step < $1)",
+                )
+                .bind(step)
+                .bind(user_id)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn delete_mfa(&self, user_id: &str) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("DELETE FROM backup_codes WHERE user_id = $1")
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM mfa_factors WHERE user_id = $1")
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn replace_backup_codes(&self, user_id: &str, hashes: &[String], now: i64) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("DELETE FROM backup_codes WHERE user_id = $1")
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                for hash in hashes {
+                    sqlx::query("INSERT INTO backup_codes (user_id, code_hash, created_at) VALUES ($1, $2, $3)")
+                        .bind(user_id)
+                        .bind(hash)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn use_backup_code(&self, user_id: &str, hash: &str, now: i64) -> StoreResult<Option<i64>> {
+                let spent = sqlx::query(
+                    "UPDATE backup_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 \
+                     AND used_at IS NULL",
+                )
+                .bind(now)
+                .bind(user_id)
+                .bind(hash)
+                .execute(&self.pool)
+                .await?;
+                if spent.rows_affected() != 1 {
+                    return Ok(None);
+                }
+                Ok(Some(self.count_backup_codes(user_id).await?))
+            }
+
+            async fn count_backup_codes(&self, user_id: &str) -> StoreResult<i64> {
+                let row = sqlx::query(
+                    "SELECT COUNT(*) AS left_over FROM backup_codes WHERE user_id = $1 AND used_at IS NULL",
+                )
+                .bind(user_id)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row.try_get("left_over")?)
+            }
+
+            async fn ip_blocked_until(&self, ip: &str, now: i64) -> StoreResult<Option<i64>> {
+                let row = sqlx::query("SELECT blocked_until FROM ip_blocks WHERE ip = $1 AND blocked_until > $2")
+                    .bind(ip)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| Ok(r.try_get("blocked_until")?)).transpose()
+            }
+
+            async fn record_ip_failure(
+                &self,
+                ip: &str,
+                now: i64,
+                window: i64,
+                limit: i64,
+                block: i64,
+            ) -> StoreResult<Option<i64>> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("INSERT INTO ip_failures (ip, at) VALUES ($1, $2)")
+                    .bind(ip)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                let row = sqlx::query("SELECT COUNT(*) AS recent FROM ip_failures WHERE ip = $1 AND at > $2")
+                    .bind(ip)
+                    .bind(now - window)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let recent: i64 = row.try_get("recent")?;
+                let blocked = if recent >= limit {
+                    let until = now + block;
+                    sqlx::query(
+                        "INSERT INTO ip_blocks (ip, blocked_until) VALUES ($1, $2) \
+                         ON CONFLICT (ip) DO UPDATE SET blocked_until = excluded.blocked_until",
+                    )
+                    .bind(ip)
+                    .bind(until)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("DELETE FROM ip_failures WHERE ip = $1")
+                        .bind(ip)
+                        .execute(&mut *tx)
+                        .await?;
+                    Some(until)
+                } else {
+                    None
+                };
+                tx.commit().await?;
+                Ok(blocked)
+            }
+
+            async fn account_failures(&self, user_id: &str) -> StoreResult<Option<AccountFailures>> {
+                let row = sqlx::query("SELECT failures, last_failure FROM account_failures WHERE user_id = $1")
+                    .bind(user_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| {
+                    Ok(AccountFailures { failures: r.try_get("failures")?, last_failure: r.try_get("last_failure")? })
+                })
+                .transpose()
+            }
+
+            async fn record_account_failure(&self, user_id: &str, now: i64, reset_after: i64) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO account_failures (user_id, failures, last_failure) VALUES ($1, 1, $2) \
+                     ON CONFLICT (user_id) DO UPDATE SET \
+                     failures = CASE WHEN account_failures.last_failure < $3 THEN 1 \
+                                     ELSE account_failures.failures + 1 END, \
+                     last_failure = excluded.last_failure",
+                )
+                .bind(user_id)
+                .bind(now)
+                .bind(now - reset_after)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn clear_account_failures(&self, user_id: &str) -> StoreResult<()> {
+                sqlx::query("DELETE FROM account_failures WHERE user_id = $1")
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn list_sessions(&self, user_id: &str, now: i64) -> StoreResult<Vec<SessionRecord>> {
+                let rows = sqlx::query(
+                    "SELECT * FROM sessions WHERE user_id = $1 AND expires_at > $2 AND revoked_at IS NULL \
+                     ORDER BY created_at DESC, id",
+                )
+                .bind(user_id)
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(session_from_row).collect()
+            }
+
+            async fn end_user_sessions(&self, user_id: &str, now: i64) -> StoreResult<u64> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "UPDATE grants SET revoked_at = $1 WHERE revoked_at IS NULL AND session_id IN \
+                     (SELECT id FROM sessions WHERE user_id = $2 AND revoked_at IS NULL)",
+                )
+                .bind(now)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+                let ended = sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+                    .bind(now)
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(ended.rows_affected())
+            }
+
             async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
                 let mut removed = 0;
                 for sql in [
@@ -601,6 +834,8 @@ macro_rules! sql_store {
                     "DELETE FROM authorization_codes WHERE expires_at <= $1 - 86400",
                     "DELETE FROM refresh_tokens WHERE expires_at <= $1",
                     "DELETE FROM sessions WHERE expires_at <= $1",
+                    "DELETE FROM ip_blocks WHERE blocked_until <= $1",
+                    "DELETE FROM ip_failures WHERE at <= $1 - 86400",
                     "DELETE FROM grants WHERE expires_at <= $1 AND id NOT IN \
                      (SELECT grant_id FROM authorization_codes) AND id NOT IN \
                      (SELECT grant_id FROM refresh_tokens) AND id NOT IN (SELECT grant_id FROM access_tokens)",

@@ -65,9 +65,9 @@ async fn fresh_code(node: &TestServer) -> (String, String) {
         ],
     )
     .expect("url");
-    let password = node.password("provider");
+    let password = node.password("clinician");
     let back = Browser::new(node)
-        .authorize(url.as_str(), Some(("provider", &password)), "allow")
+        .authorize(url.as_str(), Some(("clinician", &password)), "allow")
         .await;
     (query(&back)["code"].clone(), verifier)
 }
@@ -110,7 +110,7 @@ async fn code_from_a_redeems_once_at_b_and_replay_at_a_revokes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_rotated_at_a_and_replayed_at_b_kills_the_family_on_both() {
     let (a, b) = two_nodes().await;
-    let first = code_flow(&a, "demo-web", "provider", "openid offline_access").await;
+    let first = code_flow(&a, "demo-web", "clinician", "openid offline_access").await;
     let rt1 = first["refresh_token"].as_str().expect("rt1");
 
     let rotated: Value = refresh(&a, rt1).await.json().await.expect("json");
@@ -309,7 +309,7 @@ async fn parallel_redemptions_give_exactly_one_success(nodes: &[&TestServer]) {
         "exactly one of 200 parallel code redemptions succeeds"
     );
 
-    let tokens = code_flow(first, "demo-web", "provider", "openid offline_access").await;
+    let tokens = code_flow(first, "demo-web", "clinician", "openid offline_access").await;
     let rt = tokens["refresh_token"].as_str().expect("rt").to_owned();
     let form = vec![
         ("grant_type", "refresh_token".to_owned()),

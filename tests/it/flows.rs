@@ -88,9 +88,9 @@ async fn openidconnect_relying_party_code_pkce_nonce_and_refresh(backend: Backen
         .url();
 
     let browser = Browser::new(&server);
-    let password = server.password("provider");
+    let password = server.password("clinician");
     let back = browser
-        .authorize(auth_url.as_str(), Some(("provider", &password)), "allow")
+        .authorize(auth_url.as_str(), Some(("clinician", &password)), "allow")
         .await;
     let q = query(&back);
     assert_eq!(q.get("state"), Some(csrf.secret()));
@@ -140,7 +140,7 @@ async fn openidconnect_relying_party_code_pkce_nonce_and_refresh(backend: Backen
 
 async fn access_token_carries_platform_claims_and_userinfo_answers(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let tokens = code_flow(&server, "demo-web", "provider", "openid profile email").await;
+    let tokens = code_flow(&server, "demo-web", "clinician", "openid profile email").await;
     let access = tokens["access_token"].as_str().expect("access token");
 
     let header: Value = decode_segment(access, 0);
@@ -150,7 +150,7 @@ async fn access_token_carries_platform_claims_and_userinfo_answers(backend: Back
     assert_eq!(claims["iss"], server.base.as_str());
     assert_eq!(claims["aud"], format!("{}/fhir", server.base));
     assert_eq!(claims["client_id"], "demo-web");
-    assert_eq!(claims["user_type"], "healthcare_provider");
+    assert_eq!(claims["user_type"], "clinical_staff");
     assert_eq!(claims["organization"], "hospital-abc");
     assert_eq!(claims["country_context"], "BD");
     assert_eq!(claims["hipaa_compliance"], true);
@@ -159,7 +159,7 @@ async fn access_token_carries_platform_claims_and_userinfo_answers(backend: Back
             .as_array()
             .expect("list")
             .iter()
-            .any(|p| p == "patient:write")
+            .any(|p| p == "observation:write")
     );
     assert!(
         tokens.get("refresh_token").is_none(),
@@ -176,8 +176,8 @@ async fn access_token_carries_platform_claims_and_userinfo_answers(backend: Back
         .await
         .expect("json");
     assert_eq!(info["sub"], claims["sub"]);
-    assert_eq!(info["preferred_username"], "provider");
-    assert_eq!(info["email"], "provider@hospital-abc.example");
+    assert_eq!(info["preferred_username"], "clinician");
+    assert_eq!(info["email"], "clinician@hospital-abc.example");
 }
 
 pub fn decode_segment(jwt: &str, index: usize) -> Value {
@@ -344,11 +344,11 @@ async fn discovery_documents_describe_the_server(backend: Backend) {
 
 async fn logs_hold_no_secrets_after_a_full_sign_in(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let tokens = code_flow(&server, "demo-web", "provider", "openid offline_access").await;
+    let tokens = code_flow(&server, "demo-web", "clinician", "openid offline_access").await;
     let log = server.log();
     assert!(log.contains("zarish::request"), "request lines are logged");
     let secrets = [
-        server.password("provider"),
+        server.password("clinician"),
         server.client_secret("demo-web").expect("secret"),
         tokens["access_token"].as_str().expect("at").to_owned(),
         tokens["refresh_token"].as_str().expect("rt").to_owned(),
@@ -357,7 +357,7 @@ async fn logs_hold_no_secrets_after_a_full_sign_in(backend: Backend) {
     for secret in &secrets {
         assert!(!log.contains(secret.as_str()), "a secret reached the log");
     }
-    assert!(!log.contains("provider"), "usernames stay out of the log");
+    assert!(!log.contains("clinician"), "usernames stay out of the log");
 }
 
 on_both_backends!(

@@ -28,5 +28,7 @@ mod cluster;
 mod common;
 mod flows;
 mod forged_tokens;
+mod local;
 mod malformed;
+mod mfa;
 mod negative;

@@ -255,9 +255,9 @@ async fn replayed_code_fails_and_revokes_tokens_of_its_first_use(backend: Backen
             ("code_challenge_method", "S256"),
         ],
     );
-    let password = server.password("provider");
+    let password = server.password("clinician");
     let back = Browser::new(&server)
-        .authorize(&url, Some(("provider", &password)), "allow")
+        .authorize(&url, Some(("clinician", &password)), "allow")
         .await;
     let code = query(&back)["code"].clone();
     let exchange = || async {
@@ -293,7 +293,7 @@ async fn replayed_code_fails_and_revokes_tokens_of_its_first_use(backend: Backen
 
 async fn reused_refresh_token_kills_the_whole_family(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let first = code_flow(&server, "demo-web", "provider", "openid offline_access").await;
+    let first = code_flow(&server, "demo-web", "clinician", "openid offline_access").await;
     let rt1 = first["refresh_token"].as_str().expect("rt1");
 
     let second: Value = refresh(&server, rt1, None)
@@ -329,7 +329,7 @@ async fn refresh_may_narrow_but_not_widen_scope(backend: Backend) {
     let first = code_flow(
         &server,
         "demo-web",
-        "provider",
+        "clinician",
         "openid profile offline_access",
     )
     .await;
@@ -466,7 +466,7 @@ async fn wrong_password_and_unknown_user_look_the_same(backend: Backend) {
     let (rid, csrf) = (field("rid"), field("csrf_token"));
     let mut pages = Vec::new();
     for (user, pass) in [
-        ("provider", "wrong-password-123"),
+        ("clinician", "wrong-password-123"),
         ("no-such-user", "wrong-password-123"),
     ] {
         let resp = browser
@@ -494,7 +494,7 @@ async fn wrong_password_and_unknown_user_look_the_same(backend: Backend) {
         .form(&[
             ("rid", rid.as_str()),
             ("csrf_token", "forged"),
-            ("username", "provider"),
+            ("username", "clinician"),
             ("password", "x"),
         ])
         .send()
