@@ -50,6 +50,8 @@ pub struct FileConfig {
     pub mfa_required_roles: Option<Vec<crate::model::Role>>,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Option<Vec<std::net::IpAddr>>,
+    /// Connections served at once.
+    pub max_connections: Option<usize>,
     /// Brute-force limits.
     #[serde(default)]
     pub signin: SigninConfig,
@@ -168,6 +170,8 @@ pub struct Settings {
     pub mfa_required_roles: Vec<crate::model::Role>,
     /// Proxies whose `X-Forwarded-For` is believed; every other peer is the client itself.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Connections served at once (default 1000; keep it under the process's file limit).
+    pub max_connections: usize,
     /// Brute-force limits.
     pub signin: SigninLimits,
 }
@@ -282,6 +286,7 @@ impl Settings {
                 ]
             }),
             trusted_proxies: file.trusted_proxies.unwrap_or_default(),
+            max_connections: file.max_connections.unwrap_or(1000).max(1),
             signin: SigninLimits {
                 ip_failure_limit: positive(
                     "signin.ip_failure_limit",

@@ -153,10 +153,13 @@ pub async fn serve(settings: Settings, demo: bool) -> Result<(), StartError> {
         "zarish is ready"
     );
 
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| StartError::Bind(settings.listen.to_string(), e))?;
+    crate::http::listener::serve(
+        listener,
+        crate::http::router(state),
+        settings.max_connections,
+        shutdown_signal(),
+    )
+    .await;
     tracing::info!(target: "zarish::server", "stopped");
     Ok(())
 }
@@ -225,7 +228,7 @@ fn spawn_key_refresh(state: AppState) {
 
 fn spawn_purge(state: AppState) {
     tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(Duration::from_secs(600));
+        let mut ticker = tokio::time::interval(Duration::from_secs(60));
         loop {
             ticker.tick().await;
             match state.store.purge_expired(state.now()).await {

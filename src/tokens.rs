@@ -229,7 +229,7 @@ registered_claims!(IdClaims);
 pub enum TokenKind {
     /// `typ: at+jwt`, ES256.
     Access,
-    /// `typ: JWT`, ES256, `token_type: refresh`.
+    /// `typ: rt+jwt`, ES256, `token_type: refresh`.
     Refresh,
     /// An ID token we issued, presented back as `id_token_hint`; RS256 or ES256.
     IdToken,
@@ -239,7 +239,8 @@ impl TokenKind {
     fn typ(self) -> &'static str {
         match self {
             TokenKind::Access => "at+jwt",
-            TokenKind::Refresh | TokenKind::IdToken => "JWT",
+            TokenKind::Refresh => "rt+jwt",
+            TokenKind::IdToken => "JWT",
         }
     }
 

@@ -1,5 +1,6 @@
 //! The web edge: routes, per-request logging, request ids and health checks.
 
+pub mod listener;
 pub mod pages;
 pub mod params;
 
@@ -41,6 +42,9 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
 /// The client id a handler learned, for the request log line.
 #[derive(Debug, Clone)]
 pub struct ClientIdForLog(pub String);
+
+/// The longest a request may take, body included, before it is answered 408.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Builds the router with every route and middleware.
 pub fn router(state: AppState) -> Router {
@@ -90,6 +94,10 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .fallback(not_found)
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }

@@ -27,6 +27,9 @@ pub enum ParamError {
     /// Too many parameters.
     #[error("too many parameters")]
     TooMany,
+    /// A NUL character, which no parameter may hold (and PostgreSQL text cannot store).
+    #[error("parameters must not contain NUL")]
+    Nul,
     /// A POST without a form content type.
     #[error("content type must be application/x-www-form-urlencoded")]
     ContentType,
@@ -41,6 +44,7 @@ impl From<ParamError> for OAuthError {
             ParamError::Duplicate => OAuthError::InvalidRequest("a parameter is repeated"),
             ParamError::NotUtf8 => OAuthError::InvalidRequest("parameters must be UTF-8"),
             ParamError::TooMany => OAuthError::InvalidRequest("too many parameters"),
+            ParamError::Nul => OAuthError::InvalidRequest("parameters must not contain NUL"),
             ParamError::ContentType => {
                 OAuthError::InvalidRequest("content type must be application/x-www-form-urlencoded")
             }
@@ -66,6 +70,9 @@ impl Params {
         for (name, value) in form_urlencoded::parse(raw) {
             if name.contains('\u{FFFD}') || value.contains('\u{FFFD}') {
                 return Err(ParamError::NotUtf8);
+            }
+            if name.contains('\0') || value.contains('\0') {
+                return Err(ParamError::Nul);
             }
             if map.len() >= MAX_PARAMS {
                 return Err(ParamError::TooMany);
@@ -152,6 +159,11 @@ mod tests {
     fn rejects_non_utf8() {
         assert_eq!(Params::parse(b"a=%FF").err(), Some(ParamError::NotUtf8));
         assert_eq!(Params::parse(b"a=\xff").err(), Some(ParamError::NotUtf8));
+    }
+
+    #[test]
+    fn rejects_nul() {
+        assert_eq!(Params::parse(b"a=x%00y").err(), Some(ParamError::Nul));
     }
 
     #[test]

@@ -82,7 +82,7 @@ impl From<crate::password::PasswordError> for AuthorizeError {
 }
 
 impl AuthorizeError {
-    fn redirect(
+    pub(crate) fn redirect(
         req: &AuthorizationRequest,
         error: &'static str,
         description: &'static str,
@@ -394,19 +394,7 @@ async fn proceed(
     let now = state.now();
     let session = session::current(state, headers).await?;
 
-    let needs_login = match &session {
-        None => true,
-        Some(s) => {
-            request.prompt_login
-                || request
-                    .max_age
-                    .is_some_and(|max| max == 0 || now - s.auth_time > max)
-                || request
-                    .hint_sub
-                    .as_deref()
-                    .is_some_and(|sub| sub != s.user_id)
-        }
-    };
+    let needs_login = login_needed(&request, session.as_ref(), now);
     if needs_login {
         if request.prompt_none {
             return Err(AuthorizeError::redirect(
@@ -448,6 +436,25 @@ async fn proceed(
         drop_pending(state, &rid).await?;
     }
     issue_code(state, client, &request, &session, &scope).await
+}
+
+/// Whether the request needs a (fresh) sign-in before it may go on: no session, `prompt=login`,
+/// `max_age` passed, `id_token_hint` naming someone else, or a second factor asked for and not
+/// used. Consent is only ever reached when this is false.
+fn login_needed(request: &AuthorizationRequest, session: Option<&SessionRecord>, now: i64) -> bool {
+    let Some(s) = session else {
+        return true;
+    };
+    request.mfa_user.is_some()
+        || request.prompt_login
+        || request
+            .max_age
+            .is_some_and(|max| max == 0 || now - s.auth_time > max)
+        || request
+            .hint_sub
+            .as_deref()
+            .is_some_and(|sub| sub != s.user_id)
+        || (request.acr_mfa && !crate::mfa::amr_has_second_factor(&s.amr))
 }
 
 pub(crate) async fn keep_pending(
@@ -592,7 +599,8 @@ pub async fn consent_page(
         let params = params
             .map_err(|_| AuthorizeError::Page(StatusCode::BAD_REQUEST, "Malformed request."))?;
         let (client, request, rid) = load_pending(&state, params.get("rid")).await?;
-        if session::current(&state, &headers).await?.is_none() {
+        let current = session::current(&state, &headers).await?;
+        if login_needed(&request, current.as_ref(), state.now()) {
             return Ok(see_other(&format!("/login?rid={rid}")));
         }
         let (csrf_cookie, set) = session::csrf_cookie(&state, &headers);
@@ -625,7 +633,9 @@ pub async fn consent_submit(
                 "The form has expired. Return to the application and start again.",
             ));
         }
-        let Some(session) = session::current(&state, &headers).await? else {
+        let current = session::current(&state, &headers).await?;
+        let Some(session) = current.filter(|s| !login_needed(&request, Some(s), state.now()))
+        else {
             return Ok(see_other(&format!("/login?rid={rid}")));
         };
 

@@ -63,6 +63,7 @@ fn decode_form_component(raw: &str) -> Option<String> {
     percent_decode_str(&spaced)
         .decode_utf8()
         .ok()
+        .filter(|s| !s.contains('\0'))
         .map(|s| s.into_owned())
 }
 

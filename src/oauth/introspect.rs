@@ -60,7 +60,7 @@ pub async fn introspect(
     let log_id = ClientIdForLog(client.client().client_id.clone());
 
     let result = match params.require("token", "token is required") {
-        Ok(token) => inspect(&state, token).await,
+        Ok(token) => inspect(&state, &client.client().client_id, token).await,
         Err(err) => Err(err),
     };
     let mut response = match result {
@@ -74,7 +74,10 @@ pub async fn introspect(
     response
 }
 
-async fn inspect(state: &AppState, token: &str) -> Result<Introspection, OAuthError> {
+/// Access tokens are shown to any confidential client (resource servers introspect tokens issued
+/// to others); a refresh token only to the client it was issued to (RFC 7662 §2.2 lets the answer
+/// depend on the caller).
+async fn inspect(state: &AppState, caller: &str, token: &str) -> Result<Introspection, OAuthError> {
     let now = state.now();
     let issuer = state.settings.issuer.as_str();
 
@@ -127,7 +130,11 @@ async fn inspect(state: &AppState, token: &str) -> Result<Introspection, OAuthEr
             return Ok(INACTIVE);
         };
         let spent = record.rotated_at.is_some();
-        if spent || record.client_id != c.client_id || state.store.is_token_revoked(&c.jti).await? {
+        if spent
+            || record.client_id != c.client_id
+            || c.client_id != caller
+            || state.store.is_token_revoked(&c.jti).await?
+        {
             return Ok(INACTIVE);
         }
         return Ok(Introspection {

@@ -147,6 +147,16 @@ pub async fn login_submit(
             return Ok(login_form(&state, &headers, StatusCode::UNAUTHORIZED, &client, &rid, username, message));
         };
 
+        // OIDC Core 3.1.2.1: a hint names who should be signed in; someone else gets an error.
+        if request.hint_sub.as_deref().is_some_and(|sub| sub != user.id) {
+            drop_pending(&state, &rid).await?;
+            return Err(AuthorizeError::redirect(
+                &request,
+                "login_required",
+                "the signed-in user is not the one id_token_hint names",
+            ));
+        }
+
         let enrolled = factors::is_enrolled(&state, &user).await?;
         let required = state.settings.mfa_required_roles.contains(&user.role);
         if !enrolled && !required && !request.acr_mfa {

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
@@ -125,10 +125,11 @@ pub async fn verify_bearer(state: &AppState, token: &str) -> Result<AccessClaims
 /// `GET` and `POST /userinfo`.
 pub async fn userinfo(
     State(state): State<AppState>,
+    method: Method,
     headers: HeaderMap,
     params: Result<Params, ParamError>,
 ) -> Response {
-    match answer(&state, &headers, params).await {
+    match answer(&state, &method, &headers, params).await {
         Ok(body) => {
             let mut response = Json(body).into_response();
             response
@@ -145,12 +146,16 @@ pub async fn userinfo(
 
 async fn answer(
     state: &AppState,
+    method: &Method,
     headers: &HeaderMap,
     params: Result<Params, ParamError>,
 ) -> Result<Value, BearerError> {
     let from_header = bearer_token(headers)?;
+    // RFC 6750 §2.2 allows a form-encoded body; a token in the URL query (§2.3) is refused by
+    // simply not being read (RFC 9700 §4.3.2).
     let from_body = match params {
-        Ok(p) => p.get("access_token").map(str::to_owned),
+        Ok(p) if *method == Method::POST => p.get("access_token").map(str::to_owned),
+        Ok(_) => None,
         Err(ParamError::ContentType) => None,
         Err(_) => return Err(BearerError::InvalidRequest),
     };

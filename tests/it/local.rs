@@ -49,10 +49,13 @@ impl Local {
         let state = zarish::server::prepare(settings, Arc::new(clock.clone()), true)
             .await
             .expect("prepare");
-        let app = zarish::server::app(state.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let router = zarish::http::router(state.clone());
+        let task = tokio::spawn(zarish::http::listener::serve(
+            listener,
+            router,
+            1000,
+            std::future::pending(),
+        ));
         let creds_path = dir.path().join("data").join("demo-credentials.json");
         let creds = serde_json::from_str(&std::fs::read_to_string(creds_path).expect("creds"))
             .expect("json");

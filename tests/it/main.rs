@@ -28,6 +28,7 @@ mod cluster;
 mod common;
 mod flows;
 mod forged_tokens;
+mod hardening;
 mod local;
 mod malformed;
 mod mfa;
