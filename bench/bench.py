@@ -496,6 +496,10 @@ def machine_info(binary: Path) -> dict[str, str]:
     rev = cmd_out(["git", "rev-parse", "--short", "HEAD"], repo)
     dirty = cmd_out(["git", "status", "--porcelain", "--untracked-files=no"], repo)
     info["commit"] = rev + (" (+ uncommitted changes)" if dirty not in ("", "?") else "")
+    if os.environ.get("BENCH_BUILD_COMMIT"):
+        # What the tree was when run.sh started the build; it can differ from the above when
+        # someone edits or commits in the same work tree during a long build.
+        info["commit_at_build"] = os.environ["BENCH_BUILD_COMMIT"]
     info["binary"] = f"{binary} ({cmd_out([str(binary), '--version'])})"
     info["wrk"] = cmd_out(["wrk", "-v"])
     return info
@@ -534,7 +538,7 @@ def summary(args: argparse.Namespace, info: dict[str, str], ready: list[float],
     w = [max(len(r[i]) for r in rows + [("metric", "measured", "target", "")]) for i in range(4)]
     line = "+-" + "-+-".join("-" * x for x in w) + "-+"
     out = ["", "=" * 78, "Zarish Sphere Auth benchmark summary", "=" * 78]
-    for k in ("date", "commit", "binary", "cpu", "nproc", "memory", "kernel",
+    for k in ("date", "commit_at_build", "commit", "binary", "cpu", "nproc", "memory", "kernel",
               "loadavg_at_start", "wrk"):
         if k in info:
             out.append(f"  {k:<17} {info[k]}")
@@ -575,6 +579,12 @@ def summary(args: argparse.Namespace, info: dict[str, str], ready: list[float],
                    f"({pct(a.token.rps, b.token.rps)}), introspections "
                    f"{a.introspect.rps:,.0f} vs {b.introspect.rps:,.0f}/s "
                    f"({pct(a.introspect.rps, b.introspect.rps)})")
+    busy = max(r.other_cores for run in runs for r in (run.token, run.introspect))
+    if busy > 0.25:
+        out.append("")
+        out.append(f"  !! The machine was not quiet: other processes used up to {busy:.2f} of "
+                   f"{os.cpu_count()} cores during the load runs (load average at start "
+                   f"{info.get('loadavg_at_start', '?')}); throughput and latency are understated.")
     errors = [(run.name, r) for run in runs for r in (run.token, run.introspect) if r.errors]
     if errors:
         out.append("")

@@ -40,6 +40,12 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 command -v python3 >/dev/null 2>&1 || { echo "python3 is required" >&2; exit 1; }
 
+build_commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
+if [[ -n "$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
+    build_commit+=" (+ uncommitted changes)"
+fi
+export BENCH_BUILD_COMMIT="$build_commit"
+
 echo "== Building the release binary (cargo build --release --locked)"
 (cd "$root" && cargo build --release --locked)
 

@@ -12,11 +12,12 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::{aead, hkdf};
+use aws_lc_rs::signature::KeyPair;
+use aws_lc_rs::{aead, hkdf, signature};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::EncodingKey;
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, ThumbprintHash};
-use jsonwebtoken::{DecodingKey, EncodingKey};
 use zeroize::Zeroizing;
 
 use crate::model::SigningAlg;
@@ -64,20 +65,28 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// One private signing key with its public forms.
+/// The private half, parsed once and kept ready to sign.
+enum PrivateKey {
+    Ec(signature::EcdsaKeyPair),
+    Rsa(signature::RsaKeyPair),
+}
+
+/// One signing key: the parsed private key, the parsed public key, the public JWK, and the
+/// encoded JOSE header of each token kind it signs (a constant per key).
 pub struct SigningKey {
     /// Key id.
     pub kid: String,
     /// Algorithm.
     pub alg: SigningAlg,
-    /// For signing.
+    /// The key in `jsonwebtoken`'s form (used to derive the JWK; tests sign with it).
     pub encoding: EncodingKey,
-    /// For verifying.
-    pub decoding: DecodingKey,
     /// The public JWK, with `kid`, `alg` and `use` set.
     pub jwk: Jwk,
     /// When it was retired, if it was.
     pub retired_at: Option<i64>,
+    private: PrivateKey,
+    public: signature::ParsedPublicKey,
+    headers: [String; 3],
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -91,11 +100,39 @@ impl std::fmt::Debug for SigningKey {
 
 impl SigningKey {
     fn from_pem(pem: &[u8], alg: SigningAlg, retired_at: Option<i64>) -> Result<Self, KeyError> {
+        let bad = || KeyError::Crypto("cannot parse private key");
+        let parsed = pem::parse(pem).map_err(|_| bad())?;
+        let der = Zeroizing::new(parsed.contents().to_vec());
+        let (private, public) = match alg {
+            SigningAlg::ES256 => {
+                let pair = signature::EcdsaKeyPair::from_pkcs8(
+                    &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    &der,
+                )
+                .map_err(|_| bad())?;
+                let public = signature::ParsedPublicKey::new(
+                    &signature::ECDSA_P256_SHA256_FIXED,
+                    pair.public_key().as_ref(),
+                )
+                .map_err(|_| bad())?;
+                (PrivateKey::Ec(pair), public)
+            }
+            SigningAlg::RS256 => {
+                let pair = signature::RsaKeyPair::from_pkcs8(&der).map_err(|_| bad())?;
+                let public = signature::ParsedPublicKey::new(
+                    &signature::RSA_PKCS1_2048_8192_SHA256,
+                    pair.public_key().as_ref(),
+                )
+                .map_err(|_| bad())?;
+                (PrivateKey::Rsa(pair), public)
+            }
+        };
+
         let encoding = match alg {
             SigningAlg::ES256 => EncodingKey::from_ec_pem(pem),
             SigningAlg::RS256 => EncodingKey::from_rsa_pem(pem),
         }
-        .map_err(|_| KeyError::Crypto("cannot parse private key"))?;
+        .map_err(|_| bad())?;
         let mut jwk = Jwk::from_encoding_key(&encoding, alg.jwt_alg())
             .map_err(|_| KeyError::Crypto("cannot derive public key"))?;
         let kid = jwk
@@ -107,16 +144,53 @@ impl SigningKey {
             SigningAlg::ES256 => KeyAlgorithm::ES256,
             SigningAlg::RS256 => KeyAlgorithm::RS256,
         });
-        let decoding =
-            DecodingKey::from_jwk(&jwk).map_err(|_| KeyError::Crypto("cannot build verifier"))?;
+
+        let header = |typ: &str| {
+            let json = serde_json::json!({ "alg": alg.as_str(), "typ": typ, "kid": kid });
+            URL_SAFE_NO_PAD.encode(json.to_string())
+        };
+        let headers = [header("at+jwt"), header("rt+jwt"), header("JWT")];
         Ok(Self {
             kid,
             alg,
             encoding,
-            decoding,
             jwk,
             retired_at,
+            private,
+            public,
+            headers,
         })
+    }
+
+    /// The encoded JOSE header for tokens of type `typ` (`at+jwt`, `rt+jwt` or `JWT`).
+    pub fn encoded_header(&self, typ: &str) -> &str {
+        match typ {
+            "at+jwt" => &self.headers[0],
+            "rt+jwt" => &self.headers[1],
+            _ => &self.headers[2],
+        }
+    }
+
+    /// Signs `message` (a JWS signing input).
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        match &self.private {
+            PrivateKey::Ec(pair) => pair
+                .sign(&rng, message)
+                .map(|sig| sig.as_ref().to_vec())
+                .map_err(|_| KeyError::Crypto("signing failed")),
+            PrivateKey::Rsa(pair) => {
+                let mut sig = vec![0u8; pair.public_modulus_len()];
+                pair.sign(&signature::RSA_PKCS1_SHA256, &rng, message, &mut sig)
+                    .map_err(|_| KeyError::Crypto("signing failed"))?;
+                Ok(sig)
+            }
+        }
+    }
+
+    /// Whether `sig` is this key's signature of `message`.
+    pub fn verify(&self, message: &[u8], sig: &[u8]) -> bool {
+        self.public.verify_sig(message, sig).is_ok()
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod account;
 pub mod bootstrap;
 pub mod cli;
+pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod factors;

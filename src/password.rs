@@ -54,17 +54,29 @@ pub fn verify_blocking(password: &SecretString, hash: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct PasswordHasherPool {
     permits: Arc<Semaphore>,
-    dummy_hash: Arc<str>,
+    dummy_hash: Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl PasswordHasherPool {
     /// A pool running at most `concurrency` hashes at once.
     pub fn new(concurrency: usize) -> Result<Self, PasswordError> {
-        let dummy = hash_blocking(&crate::secret::random_token())?;
         Ok(Self {
             permits: Arc::new(Semaphore::new(concurrency)),
-            dummy_hash: dummy.into(),
+            dummy_hash: Arc::new(tokio::sync::OnceCell::new()),
         })
+    }
+
+    /// The hash unknown users are checked against, computed once and off the start-up path (the
+    /// server warms it up right after it starts listening).
+    pub async fn dummy_hash(&self) -> Result<String, PasswordError> {
+        self.dummy_hash
+            .get_or_try_init(|| async {
+                tokio::task::spawn_blocking(|| hash_blocking(&crate::secret::random_token()))
+                    .await
+                    .map_err(|_| PasswordError::Task)?
+            })
+            .await
+            .cloned()
     }
 
     /// Verifies a password against a stored hash, or against a dummy hash when there is no user,
@@ -74,13 +86,16 @@ impl PasswordHasherPool {
         password: SecretString,
         hash: Option<String>,
     ) -> Result<bool, PasswordError> {
+        let known = hash.is_some();
+        let hash = match hash {
+            Some(hash) => hash,
+            None => self.dummy_hash().await?,
+        };
         let _permit = self
             .permits
             .acquire()
             .await
             .map_err(|_| PasswordError::Task)?;
-        let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
         let matched = tokio::task::spawn_blocking(move || verify_blocking(&password, &hash))
             .await
             .map_err(|_| PasswordError::Task)?;

@@ -117,6 +117,8 @@ pub async fn prepare(
         clock: ctx.clock.clone(),
         hash_key: ctx.hash_key.clone(),
         passwords,
+        clients: Arc::default(),
+        store_healthy: Arc::new(std::sync::atomic::AtomicBool::new(true)),
     })
 }
 
@@ -136,6 +138,11 @@ pub async fn serve(settings: Settings, demo: bool) -> Result<(), StartError> {
     let state_backend = state.store.backend();
     spawn_key_refresh(state.clone());
     spawn_purge(state.clone());
+    spawn_health_check(state.clone());
+    let warm = state.passwords.clone();
+    tokio::spawn(async move {
+        let _ = warm.dummy_hash().await;
+    });
 
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -221,6 +228,22 @@ fn spawn_key_refresh(state: AppState) {
                 Err(err) => {
                     tracing::warn!(target: "zarish::keys", error = %err, "key reload failed")
                 }
+            }
+        }
+    });
+}
+
+/// Pings the store every second, so that token issuance stops within a second of losing the
+/// database and resumes by itself when it returns.
+fn spawn_health_check(state: AppState) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            ticker.tick().await;
+            let was = state.store_is_healthy();
+            let now = state.check_store().await.is_ok();
+            if was != now {
+                tracing::warn!(target: "zarish::store", healthy = now, "store health changed");
             }
         }
     });

@@ -26,12 +26,31 @@ pub struct AppState {
     pub hash_key: HashKey,
     /// The bounded Argon2id pool.
     pub passwords: PasswordHasherPool,
+    /// Recently read client registrations.
+    pub clients: Arc<crate::clients::ClientCache>,
+    /// Whether the store answered its last health check. Token issuance refuses (503) while it
+    /// does not, even for requests that cached data could serve: fail closed.
+    pub store_healthy: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
     /// The current time.
     pub fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// Pings the store and records the outcome.
+    pub async fn check_store(&self) -> Result<(), crate::store::StoreError> {
+        let outcome = self.store.ping().await;
+        self.store_healthy
+            .store(outcome.is_ok(), std::sync::atomic::Ordering::Relaxed);
+        outcome
+    }
+
+    /// Whether the store answered its last health check.
+    pub fn store_is_healthy(&self) -> bool {
+        self.store_healthy
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Verifies a token with the live keys. A token whose `kid` is unknown may have been signed

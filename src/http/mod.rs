@@ -107,7 +107,7 @@ async fn health() -> Response {
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
+    match state.check_store().await {
         Ok(()) => axum::Json(json!({ "status": "ready" })).into_response(),
         Err(err) => {
             tracing::warn!(target: "zarish::store", error = %err, "readiness check failed");

@@ -28,7 +28,7 @@ pub enum AuthMethod {
 /// A client whose credentials were checked in this request.
 #[derive(Debug, Clone)]
 pub struct AuthenticatedClient {
-    client: Client,
+    client: std::sync::Arc<Client>,
     method: AuthMethod,
 }
 
@@ -150,7 +150,10 @@ pub async fn authenticate(
     let failed = OAuthError::InvalidClient("client authentication failed");
     let presented = presented(headers, params)?;
 
-    let client = state.store.get_client(&presented.client_id).await?;
+    let client = state
+        .clients
+        .get(&state.store, &presented.client_id, state.now())
+        .await?;
 
     let Some(client) = client else {
         if let Some(secret) = &presented.secret {

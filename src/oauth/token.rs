@@ -20,6 +20,9 @@ use crate::tokens::{Expectation, Expiry, RefreshClaims, TokenKind};
 
 /// `POST /token`.
 pub async fn token(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
+    if !state.store_is_healthy() {
+        return OAuthError::TemporarilyUnavailable.into_response();
+    }
     let client = match client_auth::authenticate(&state, &headers, &params).await {
         Ok(client) => client,
         Err(err) => return err.into_response(),

@@ -35,6 +35,8 @@ impl SqliteStore {
             .max_connections(8)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(5))
+            // A file on local disk does not drop connections; skip the ping before each query.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
 

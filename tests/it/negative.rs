@@ -214,10 +214,12 @@ async fn wrong_code_verifier_is_invalid_grant(backend: Backend) {
     assert_eq!(token_error(resp).await, (400, "invalid_grant".into()));
 }
 
+/// Introspects as demo-web, the client these tests' tokens belong to (refresh tokens are only
+/// shown to their own client).
 async fn introspect(server: &TestServer, token: &str) -> Value {
     http()
         .post(server.url("/introspect"))
-        .basic_auth("demo-backend", server.client_secret("demo-backend"))
+        .basic_auth("demo-web", server.client_secret("demo-web"))
         .form(&[("token", token)])
         .send()
         .await

@@ -24,7 +24,8 @@ from zarish_testkit import (
 )
 
 CLIENT = "demo-web"
-USER = "provider"
+USER = "provider"  # healthcare_provider: must use a second factor, set up at the first sign-in
+PLAIN_USER = "clinician"  # clinical_staff: password only, for the tests the role does not matter to
 SCOPE = "openid profile email patient/Patient.read"
 
 
@@ -41,10 +42,36 @@ def test_first_party_client_signs_in_without_consent_page(flow):
     assert "GET /consent" not in flow.browser.visited
 
 
-def test_session_cookie_is_http_only_and_same_site(flow):
+def test_role_that_needs_mfa_sets_up_a_factor_before_the_code(flow):
     login = flow.browser.response_to("POST", "/login")
     assert login.status_code == 303
-    cookie = next(c for c in login.raw.headers.getlist("Set-Cookie") if "zarish_session=" in c)
+    assert login.headers["Location"].startswith("/login/enroll?rid=")
+    steps = flow.browser.visited
+    assert steps[steps.index("POST /login") :] == [
+        "POST /login",
+        "GET /login/enroll",
+        "POST /login/enroll",  # the backup codes page
+        "GET /authorize/resume",  # its Continue link, answered with the redirect to the client
+    ]
+
+
+def session_cookies(response):
+    return [c for c in response.raw.headers.getlist("Set-Cookie") if "zarish_session=" in c]
+
+
+def test_session_cookie_is_http_only_and_same_site(flow):
+    # The password alone starts no session for this user; the confirmed second factor does.
+    assert session_cookies(flow.browser.response_to("POST", "/login")) == []
+    (cookie,) = session_cookies(flow.browser.response_to("POST", "/login/enroll"))
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+
+
+def test_password_only_session_cookie_is_http_only_and_same_site(server):
+    flow = run_code_flow(server, CLIENT, PLAIN_USER, SCOPE, exchange=False)
+    login = flow.browser.response_to("POST", "/login")
+    assert login.status_code == 303
+    (cookie,) = session_cookies(login)
     assert "HttpOnly" in cookie
     assert "SameSite=Lax" in cookie
 
@@ -147,7 +174,7 @@ def code_form(server, flow, **override):
 
 
 def test_code_cannot_be_redeemed_twice(server):
-    flow = run_code_flow(server, CLIENT, USER, SCOPE)
+    flow = run_code_flow(server, CLIENT, PLAIN_USER, SCOPE)
     replay = token_request(server, CLIENT, code_form(server, flow))
     assert replay.status_code == 400
     assert replay.json()["error"] == "invalid_grant"
@@ -156,14 +183,14 @@ def test_code_cannot_be_redeemed_twice(server):
 
 
 def test_wrong_code_verifier_is_refused(server):
-    flow = run_code_flow(server, CLIENT, USER, SCOPE, exchange=False)
+    flow = run_code_flow(server, CLIENT, PLAIN_USER, SCOPE, exchange=False)
     response = token_request(server, CLIENT, code_form(server, flow, code_verifier="x" * 64))
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_grant"
 
 
 def test_missing_code_verifier_is_refused(server):
-    flow = run_code_flow(server, CLIENT, USER, SCOPE, exchange=False)
+    flow = run_code_flow(server, CLIENT, PLAIN_USER, SCOPE, exchange=False)
     form = code_form(server, flow)
     del form["code_verifier"]
     response = token_request(server, CLIENT, form)
@@ -172,7 +199,7 @@ def test_missing_code_verifier_is_refused(server):
 
 
 def test_redirect_uri_must_match_at_token_endpoint(server):
-    flow = run_code_flow(server, CLIENT, USER, SCOPE, exchange=False)
+    flow = run_code_flow(server, CLIENT, PLAIN_USER, SCOPE, exchange=False)
     response = token_request(
         server, CLIENT, code_form(server, flow, redirect_uri="http://localhost:3000/other")
     )
@@ -181,7 +208,7 @@ def test_redirect_uri_must_match_at_token_endpoint(server):
 
 
 def test_code_is_bound_to_its_client(server):
-    flow = run_code_flow(server, CLIENT, USER, SCOPE, exchange=False)
+    flow = run_code_flow(server, CLIENT, PLAIN_USER, SCOPE, exchange=False)
     response = loopback_session().post(
         server.url("/token"), data={**code_form(server, flow), "client_id": "demo-spa"}, timeout=30
     )
@@ -196,7 +223,7 @@ def test_authorization_request_by_post(server, browser: Browser):
         server.url("/authorize"), code_verifier=new_code_verifier(), nonce="n-1"
     )
     page = browser.submit(server.url("/authorize"), query_of(url))
-    response = browser.sign_in(page, USER, server.user(USER)["password"])
+    response = browser.sign_in(page, PLAIN_USER, server.user(PLAIN_USER)["password"])
     params = query_of(redirect_target(response))
     assert params["code"]
     assert params["state"] == state
@@ -208,13 +235,15 @@ def test_state_round_trips_exactly(server, browser: Browser):
     url, _ = oauth.create_authorization_url(
         server.url("/authorize"), state=state, code_verifier=new_code_verifier()
     )
-    response = browser.sign_in(browser.navigate(url), USER, server.user(USER)["password"])
+    response = browser.sign_in(
+        browser.navigate(url), PLAIN_USER, server.user(PLAIN_USER)["password"]
+    )
     assert query_of(redirect_target(response))["state"] == state
 
 
 def test_wrong_password_shows_the_form_again(server, browser: Browser):
     _, page, _ = start_authorization(server, browser, CLIENT, SCOPE)
-    response = browser.sign_in(page, USER, "wrong password, certainly")
+    response = browser.sign_in(page, PLAIN_USER, "wrong password, certainly")
     assert response.status_code == 401
     assert 'action="/login"' in response.text
     assert "Invalid username or password" in response.text
@@ -224,7 +253,7 @@ def test_wrong_password_shows_the_form_again(server, browser: Browser):
 def test_sign_in_form_needs_the_browsers_csrf_cookie(server, browser: Browser):
     _, page, _ = start_authorization(server, browser, CLIENT, SCOPE)
     other = Browser(server)  # no zarish_csrf cookie
-    response = other.sign_in(page, USER, server.user(USER)["password"])
+    response = other.sign_in(page, PLAIN_USER, server.user(PLAIN_USER)["password"])
     assert response.status_code == 403
     assert "zarish_session" not in other.http.cookies
 

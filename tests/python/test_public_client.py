@@ -27,7 +27,9 @@ def allowed(server):
 
 
 def test_consent_page_lists_requested_scopes(server, browser: Browser):
+    # orgadmin must use a second factor: the consent page comes after it
     _, page = open_consent_page(server, browser, "orgadmin")
+    assert "POST /login/enroll" in browser.visited or "POST /login/otp" in browser.visited
     assert page.status_code == 200
     assert 'name="decision" value="allow"' in page.text
     assert 'name="decision" value="deny"' in page.text
@@ -81,7 +83,7 @@ def test_denied_consent_returns_access_denied_with_state(server, browser: Browse
 
 
 def test_denied_request_cannot_be_allowed_afterwards(server, browser: Browser):
-    secrets, page = open_consent_page(server, browser, "orgadmin")
+    secrets, page = open_consent_page(server, browser, "analyst")
     form = {
         "rid": hidden_input(page.text, "rid"),
         "csrf_token": hidden_input(page.text, "csrf_token"),

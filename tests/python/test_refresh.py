@@ -17,7 +17,8 @@ from zarish_testkit import (
 )
 
 CLIENT = "demo-web"
-USER = "orgadmin"
+USER = "orgadmin"  # organization_admin: signs in with a second factor
+PLAIN_USER = "analyst"  # data_analyst: password only, for the tests the user does not matter to
 SCOPE = "openid offline_access patient/Patient.read user/Patient.read"
 
 
@@ -84,7 +85,7 @@ def test_replay_revokes_the_family_access_tokens(server, family):
 
 
 def test_refresh_may_narrow_but_not_widen_scope(server):
-    flow = run_code_flow(server, CLIENT, USER, SCOPE)
+    flow = run_code_flow(server, CLIENT, PLAIN_USER, SCOPE)
     refresh_token = flow.token["refresh_token"]
 
     wider = token_request(server, CLIENT, refresh_form(refresh_token, scope=SCOPE + " phone"))
@@ -102,7 +103,7 @@ def test_refresh_may_narrow_but_not_widen_scope(server):
 
 
 def test_refresh_token_is_bound_to_its_client(server):
-    flow = run_code_flow(server, CLIENT, USER, SCOPE)
+    flow = run_code_flow(server, CLIENT, PLAIN_USER, SCOPE)
     stolen = loopback_session().post(
         server.url("/token"),
         data={**refresh_form(flow.token["refresh_token"]), "client_id": "demo-spa"},
@@ -114,7 +115,7 @@ def test_refresh_token_is_bound_to_its_client(server):
 
 def test_refreshed_id_token_keeps_the_original_authentication(server):
     # OIDC Core §12.2: same iss, sub, aud, azp and auth_time; nonce absent or unchanged.
-    flow = run_code_flow(server, CLIENT, USER, SCOPE)
+    flow = run_code_flow(server, CLIENT, PLAIN_USER, SCOPE)
     refreshed = flow.oauth.refresh_token(
         server.url("/token"), refresh_token=flow.token["refresh_token"]
     )
@@ -128,7 +129,7 @@ def test_refreshed_id_token_keeps_the_original_authentication(server):
 
 def test_revoking_the_refresh_token_revokes_the_grant(server):
     # RFC 7009 §2.1: revoking a refresh token SHOULD also invalidate its grant's access tokens.
-    flow = run_code_flow(server, CLIENT, USER, SCOPE)
+    flow = run_code_flow(server, CLIENT, PLAIN_USER, SCOPE)
     response = flow.oauth.revoke_token(
         server.url("/revoke"), token=flow.token["refresh_token"], token_type_hint="refresh_token"
     )
@@ -140,7 +141,7 @@ def test_revoking_the_refresh_token_revokes_the_grant(server):
 
 
 def test_another_client_cannot_revoke_the_token(server):
-    flow = run_code_flow(server, CLIENT, USER, SCOPE)
+    flow = run_code_flow(server, CLIENT, PLAIN_USER, SCOPE)
     other = oauth_session(server, "demo-backend")
     response = other.revoke_token(server.url("/revoke"), token=flow.token["access_token"])
     # RFC 7009 section 2.1: the request is refused and the client is told so.

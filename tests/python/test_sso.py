@@ -11,7 +11,9 @@ from zarish_testkit import (
     verify_id_token,
 )
 
-USER = "provider"  # no other module takes this user to demo-spa, so consent is asked here
+USER = "provider"  # no other module takes this user to demo-spa, so consent is asked here;
+# healthcare_provider must use a second factor, so SSO here carries a session with two factors
+PLAIN_USER = "clinician"  # password only
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +24,8 @@ def first_sign_in(server):
 
 def test_first_request_prompts_for_password(first_sign_in):
     assert first_sign_in.browser.visited.count("POST /login") == 1
+    second_factor = {"POST /login/enroll", "POST /login/otp"} & set(first_sign_in.browser.visited)
+    assert len(second_factor) == 1, first_sign_in.browser.visited
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +42,7 @@ def second_client(server, first_sign_in):
 def test_second_client_needs_no_second_sign_in(second_client):
     _, steps = second_client
     assert "GET /login" not in steps and "POST /login" not in steps, steps
+    assert not [s for s in steps if s.startswith(("GET /login/", "POST /login/"))], steps
     assert "GET /consent" in steps and "POST /consent" in steps, steps
 
 
@@ -98,7 +103,7 @@ def test_sso_tokens_carry_the_same_user(server, first_sign_in):
 
 def test_max_age_zero_forces_a_new_sign_in(server):
     # OIDC Core §3.1.2.1: "Note that max_age=0 is equivalent to prompt=login."
-    flow = run_code_flow(server, "demo-web", USER, "openid profile")
+    flow = run_code_flow(server, "demo-web", PLAIN_USER, "openid profile")
     _, response, _ = start_authorization(
         server, flow.browser, "demo-web", "openid profile", max_age="0"
     )

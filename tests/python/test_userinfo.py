@@ -11,7 +11,8 @@ from zarish_testkit import (
 )
 
 CLIENT = "demo-web"
-USER = "superadmin"
+USER = "superadmin"  # super_admin: signs in with a second factor
+PLAIN_USER = "clinician"  # clinical_staff: password only
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +36,9 @@ def test_userinfo_with_access_token(server, flow):
 
 
 def test_userinfo_releases_only_granted_scopes(server):
-    flow = run_code_flow(server, CLIENT, USER, "openid email")
+    flow = run_code_flow(server, CLIENT, PLAIN_USER, "openid email")
     info = flow.oauth.get(server.url("/userinfo"), timeout=30).json()
-    assert info["email"] == f"{USER}@hospital-abc.example"
+    assert info["email"] == f"{PLAIN_USER}@hospital-abc.example"
     assert not {"name", "given_name", "family_name", "preferred_username"} & set(info)
 
 
@@ -75,7 +76,7 @@ def test_userinfo_with_service_token_is_insufficient_scope(server):
 
 
 def test_userinfo_refuses_a_revoked_token(server):
-    flow = run_code_flow(server, CLIENT, USER, "openid profile")
+    flow = run_code_flow(server, CLIENT, PLAIN_USER, "openid profile")
     assert flow.oauth.get(server.url("/userinfo"), timeout=30).status_code == 200
     revoked = flow.oauth.revoke_token(
         server.url("/revoke"), token=flow.token["access_token"], token_type_hint="access_token"

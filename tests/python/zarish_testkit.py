@@ -1,8 +1,18 @@
 """Helpers for the Python integration tests: the server process, a scripted browser that signs
-in through the server's own HTML forms, and token checks built on authlib and PyJWT.
+in through the server's own HTML forms (password, then the second factor with pyotp), and token
+checks built on authlib and PyJWT.
 
 Everything talks to 127.0.0.1 only. Redirects to a client's redirect URI are never followed
 (nothing listens there); the browser stops at them and hands the URL back.
+
+Second factor: users of some roles must set up TOTP at their first sign-in (/login/enroll) and
+give a code at every later one (/login/otp). The browser does both with pyotp, an implementation
+independent of the server's, and remembers per server and user the TOTP key, the backup codes
+not used yet and the last TOTP step the server accepted (`Server.factors`). The server accepts a
+code only for a step newer than the last accepted one (replay defence, one step of skew either
+side), so one user can sign in with TOTP at most twice per 30-second step: with the current
+step's code, then with the next step's. After that the browser uses a backup code, and only when
+none is left does it wait for the clock (a bounded wait that the suite is laid out never to need).
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import jwt
+import pyotp
 import requests
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
@@ -30,6 +41,7 @@ DEFAULT_BIN = (HERE / ".." / ".." / "target" / "debug" / "zarish").resolve()
 READY_DEADLINE_S = 60.0
 STOP_DEADLINE_S = 15.0
 HTTP_TIMEOUT_S = 30.0
+TOTP_STEP_S = 30  # RFC 6238 time step, as the server uses it (SHA-1, 6 digits, skew of one step)
 
 
 # --------------------------------------------------------------------------------------------
@@ -46,6 +58,8 @@ class Server:
     data_dir: Path
     log_path: Path
     creds: dict = field(default_factory=dict)
+    # username -> what the tests know of that user's second factor on this server
+    factors: dict[str, "Factor"] = field(default_factory=dict)
 
     def url(self, path: str) -> str:
         return self.issuer + path
@@ -180,6 +194,108 @@ def hidden_input(page: str, name: str) -> str:
     return html.unescape(m.group(1))
 
 
+# --------------------------------------------------------------------------------------------
+# The second factor (pyotp)
+# --------------------------------------------------------------------------------------------
+
+SECRET_RE = re.compile(r'<code id="totp-secret">([A-Z2-7]+)</code>')
+OTPAUTH_RE = re.compile(r'<a href="(otpauth://[^"]+)"')
+BACKUP_CODE_RE = re.compile(r"<li><code>([^<]+)</code></li>")
+CONTINUE_RE = re.compile(r'<a href="([^"]+)">Continue</a>')
+BACKUP_LEFT_RE = re.compile(r"You have (\d+) backup codes? left\.")
+ENROLL_PATH = "/login/enroll"
+OTP_PATH = "/login/otp"
+
+
+def totp_step(at: float | None = None) -> int:
+    """The RFC 6238 time step of `at` (default: now)."""
+    return int((time.time() if at is None else at) // TOTP_STEP_S)
+
+
+@dataclass
+class Factor:
+    """What the tests know of one user's TOTP factor on one server."""
+
+    secret: str  # base32, as the enrolment page shows it
+    uri: str  # the otpauth:// URI of the enrolment page
+    backup_codes: list[str] = field(default_factory=list)  # shown at enrolment, not used yet
+    last_step: int | None = None  # the newest step the server accepted from us
+
+    @property
+    def totp(self) -> pyotp.TOTP:
+        return pyotp.TOTP(self.secret)  # SHA-1, 6 digits, 30 s: pyotp's defaults
+
+    def code_for_step(self, step: int) -> str:
+        return self.totp.at(step * TOTP_STEP_S)
+
+    def step_of(self, code: str) -> int | None:
+        """The step within the server's window (now, one either side) that `code` is for."""
+        now = totp_step()
+        for step in (now - 1, now, now + 1):
+            if self.code_for_step(step) == code.strip():
+                return step
+        return None
+
+    def fresh_step(self) -> int | None:
+        """A step the server will accept a code for: the current one, or the next one when the
+        current one is spent. None when both are spent."""
+        now = totp_step()
+        step = now if self.last_step is None else max(now, self.last_step + 1)
+        return step if step <= now + 1 else None
+
+    def accepted(self, code: str, step: int | None = None) -> None:
+        """Notes that the server accepted `code` (TOTP or backup)."""
+        for backup in self.backup_codes:
+            if normalized_backup_code(backup) == normalized_backup_code(code):
+                self.backup_codes.remove(backup)
+                return
+        step = self.step_of(code) if step is None else step
+        assert step is not None, f"accepted code {code!r} is not a TOTP code of this factor"
+        self.last_step = step if self.last_step is None else max(self.last_step, step)
+
+
+def normalized_backup_code(code: str) -> str:
+    """A backup code as the server compares it: case and dashes or spaces do not matter."""
+    return re.sub(r"[\s-]", "", code).lower()
+
+
+def enrollment_material(page: str) -> tuple[str, str]:
+    """The base32 key and the otpauth:// URI that an enrolment page shows."""
+    secret = SECRET_RE.search(page)
+    uri = OTPAUTH_RE.search(page)
+    assert secret and uri, f"no TOTP key or otpauth link in page:\n{page[:2000]}"
+    return secret.group(1), html.unescape(uri.group(1))
+
+
+def backup_codes_of(page: str) -> list[str]:
+    return [html.unescape(c) for c in BACKUP_CODE_RE.findall(page)]
+
+
+def continue_link(page: str) -> str:
+    m = CONTINUE_RE.search(page)
+    assert m, f"no Continue link in page:\n{page[:2000]}"
+    return html.unescape(m.group(1))
+
+
+def is_page(response: requests.Response, path: str, status: int = 200) -> bool:
+    return response.status_code == status and urlsplit(response.url).path == path
+
+
+def is_form_page(response: requests.Response, path: str) -> bool:
+    """The form at `path`, first shown (200) or shown again after a wrong code (401)."""
+    return response.status_code in (200, 401) and urlsplit(response.url).path == path
+
+
+def wait_for_fresh_step(factor: Factor) -> int:
+    """Polls the clock until a step is free again (at most one step): the last resort when both
+    usable steps and every backup code are spent."""
+    deadline = time.monotonic() + TOTP_STEP_S + 2
+    while (step := factor.fresh_step()) is None:
+        assert time.monotonic() < deadline, "the clock did not reach a fresh TOTP step"
+        time.sleep(0.2)  # polling the wall clock, not a timing assumption
+    return step
+
+
 class Browser:
     """A user agent with a cookie jar that follows the server's own redirects by hand and
     stops at the first redirect that leaves the server (the client's redirect URI)."""
@@ -232,7 +348,15 @@ class Browser:
         """The first response to `METHOD /path`."""
         return self.responses[self.visited.index(f"{method} {path}")]
 
-    def sign_in(self, page: requests.Response, username: str, password: str) -> requests.Response:
+    def sign_in(
+        self,
+        page: requests.Response,
+        username: str,
+        password: str,
+        second_factor: bool = True,
+    ) -> requests.Response:
+        """Fills in the sign-in form. With `second_factor`, then also sets up or gives the
+        second factor when the server asks for it (see `pass_second_factor`)."""
         assert page.status_code == 200, f"expected the sign-in page, got {page.status_code}"
         assert urlsplit(page.url).path == "/login", f"expected /login, at {page.url}"
         form = {
@@ -241,7 +365,96 @@ class Browser:
             "username": username,
             "password": password,
         }
-        return self.submit(self.server.url("/login"), form)
+        response = self.submit(self.server.url("/login"), form)
+        if second_factor:
+            response = self.pass_second_factor(response, username)
+        return response
+
+    def pass_second_factor(self, response: requests.Response, username: str) -> requests.Response:
+        """If `response` is the enrolment or the second-factor page (first shown, or shown again
+        after a wrong code), completes it with pyotp (a backup code when no TOTP step is free)
+        and follows Continue when a page shows one. Returns what comes next: the consent page
+        or the redirect to the client. Any other response is returned as it is."""
+        if is_form_page(response, ENROLL_PATH):
+            response = self.enroll(response, username)
+            assert response.status_code == 200, (
+                f"enrolment of {username} refused ({response.status_code}):\n{response.text[:1000]}"
+            )
+            return self.follow_continue(response)
+        if is_form_page(response, OTP_PATH):
+            response = self.give_second_factor(response, username)
+            assert response.status_code in (200, 302, 303), (
+                f"second factor of {username} refused ({response.status_code}):\n"
+                f"{response.text[:1000]}"
+            )
+            if response.status_code == 200 and BACKUP_LEFT_RE.search(response.text):
+                return self.follow_continue(response)  # after a backup code
+        return response
+
+    def enroll(self, page: requests.Response, username: str, code: str | None = None):
+        """Confirms the enrolment page with `code`, by default the current pyotp code of the key
+        the page shows. Remembers the key, and on success the step and the backup codes."""
+        assert is_form_page(page, ENROLL_PATH), f"expected {ENROLL_PATH}, at {page.url}"
+        secret, uri = enrollment_material(page.text)
+        factor = self.server.factors.get(username)
+        if factor is None or factor.secret != secret:
+            # a pending enrolment gets a new key each time the page is opened anew
+            factor = Factor(secret=secret, uri=uri)
+            self.server.factors[username] = factor
+        step = None
+        if code is None:
+            step = factor.fresh_step()
+            assert step is not None, f"no TOTP step free for {username}'s enrolment"
+            code = factor.code_for_step(step)
+        response = self.submit(
+            self.server.url(ENROLL_PATH),
+            {
+                "rid": hidden_input(page.text, "rid"),
+                "csrf_token": hidden_input(page.text, "csrf_token"),
+                "code": code,
+            },
+        )
+        codes = backup_codes_of(response.text) if response.status_code == 200 else []
+        if codes:
+            factor.accepted(code, step)
+            factor.backup_codes = codes
+        return response
+
+    def give_second_factor(self, page: requests.Response, username: str, code: str | None = None):
+        """Answers the second-factor page with `code`, by default a pyotp code of a step the
+        server has not accepted yet, else an unused backup code, else (never needed by the
+        suite) the next step's code once the clock gets there."""
+        assert is_form_page(page, OTP_PATH), f"expected {OTP_PATH}, at {page.url}"
+        factor = self.server.factors.get(username)
+        step = None
+        if code is None:
+            assert factor is not None, f"{username} has a factor this test session never saw"
+            step = factor.fresh_step()
+            if step is None and factor.backup_codes:
+                code = factor.backup_codes[0]
+            else:
+                step = step if step is not None else wait_for_fresh_step(factor)
+                code = factor.code_for_step(step)
+        sent = len(self.responses)
+        response = self.submit(
+            self.server.url(OTP_PATH),
+            {
+                "rid": hidden_input(page.text, "rid"),
+                "csrf_token": hidden_input(page.text, "csrf_token"),
+                "code": code,
+            },
+        )
+        answer = self.responses[sent]  # to the POST itself, before any redirect was followed
+        succeeded = answer.status_code == 303 or (
+            answer.status_code == 200 and BACKUP_LEFT_RE.search(answer.text)
+        )
+        if succeeded and factor is not None:
+            factor.accepted(code, step)
+        return response
+
+    def follow_continue(self, page: requests.Response) -> requests.Response:
+        """Follows the Continue link of a page (backup codes, backup code used)."""
+        return self.navigate(urljoin(page.url, continue_link(page.text)))
 
     def answer_consent(self, page: requests.Response, decision: str) -> requests.Response:
         assert page.status_code == 200, f"expected the consent page, got {page.status_code}"
@@ -328,13 +541,16 @@ def run_code_flow(
     browser: Browser | None = None,
     consent: str | None = None,
     exchange: bool = True,
+    **extra,
 ) -> CodeFlow:
     """Authorization code + PKCE from the first redirect to the token response.
 
-    Signs in when the server shows the sign-in page and answers the consent page with
-    `consent` when it shows one (a consent page when `consent` is None is a failure)."""
+    Signs in when the server shows the sign-in page (with the second factor when the server
+    asks for one, including a first-time set-up), and answers the consent page with `consent`
+    when it shows one (a consent page when `consent` is None is a failure). `extra` goes into
+    the authorization request (acr_values, prompt, ...)."""
     browser = browser or Browser(server)
-    oauth, response, secrets = start_authorization(server, browser, client_id, scope)
+    oauth, response, secrets = start_authorization(server, browser, client_id, scope, **extra)
     if response.status_code == 200 and urlsplit(response.url).path == "/login":
         response = browser.sign_in(response, username, server.user(username)["password"])
     if response.status_code == 200 and urlsplit(response.url).path == "/consent":
