@@ -17,8 +17,8 @@ pub enum RegistrationError {
     #[error("{0}")]
     Invalid(&'static str),
     /// The id or username is taken.
-    #[error("already exists")]
-    Exists,
+    #[error("{0} already exists")]
+    Exists(&'static str),
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -33,7 +33,7 @@ pub enum RegistrationError {
 impl From<StoreError> for RegistrationError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Conflict => RegistrationError::Exists,
+            StoreError::Conflict => RegistrationError::Exists("a record with this id"),
             other => RegistrationError::Store(other),
         }
     }
@@ -102,6 +102,20 @@ pub async fn register_client(
     spec: ClientSpec,
     now: i64,
 ) -> Result<(Client, Option<SecretString>), RegistrationError> {
+    let (client, secret) = build_client(hash_key, spec, now)?;
+    store
+        .insert_client(&client)
+        .await
+        .map_err(|e| exists_as(e, "a client with this id"))?;
+    Ok((client, secret))
+}
+
+/// Checks a client specification and makes the client and its secret, without storing them.
+pub fn build_client(
+    hash_key: &HashKey,
+    spec: ClientSpec,
+    now: i64,
+) -> Result<(Client, Option<SecretString>), RegistrationError> {
     let client_id = spec.client_id.unwrap_or_else(random_id);
     if !valid_identifier(&client_id) {
         return Err(RegistrationError::Invalid(
@@ -149,7 +163,6 @@ pub async fn register_client(
         id_token_alg: spec.id_token_alg,
         created_at: now,
     };
-    store.insert_client(&client).await?;
     Ok((client, secret))
 }
 
@@ -180,6 +193,28 @@ pub async fn register_user(
     password: SecretString,
     now: i64,
 ) -> Result<User, RegistrationError> {
+    if store
+        .get_organization(&spec.organization_id)
+        .await?
+        .is_none()
+    {
+        return Err(RegistrationError::Invalid("organization does not exist"));
+    }
+    let user = build_user(passwords, spec, password, now).await?;
+    store
+        .insert_user(&user)
+        .await
+        .map_err(|e| exists_as(e, "a user with this username"))?;
+    Ok(user)
+}
+
+/// Checks a user specification and hashes the password, without storing anything.
+pub async fn build_user(
+    passwords: &PasswordHasherPool,
+    spec: UserSpec,
+    password: SecretString,
+    now: i64,
+) -> Result<User, RegistrationError> {
     if !valid_identifier(&spec.username) {
         return Err(RegistrationError::Invalid(
             "username must be 1-64 characters of A-Z a-z 0-9 - _ .",
@@ -195,14 +230,7 @@ pub async fn register_user(
             "password must be at most 1024 bytes",
         ));
     }
-    if store
-        .get_organization(&spec.organization_id)
-        .await?
-        .is_none()
-    {
-        return Err(RegistrationError::Invalid("organization does not exist"));
-    }
-    let user = User {
+    Ok(User {
         id: random_id(),
         username: spec.username,
         password_hash: passwords.hash(password).await?,
@@ -214,9 +242,14 @@ pub async fn register_user(
         phone_number: spec.phone_number,
         address: None,
         created_at: now,
-    };
-    store.insert_user(&user).await?;
-    Ok(user)
+    })
+}
+
+fn exists_as(err: StoreError, what: &'static str) -> RegistrationError {
+    match err {
+        StoreError::Conflict => RegistrationError::Exists(what),
+        other => RegistrationError::Store(other),
+    }
 }
 
 /// Registers an organization.
@@ -225,6 +258,15 @@ pub async fn register_organization(
     org: Organization,
     now: i64,
 ) -> Result<(), RegistrationError> {
+    check_organization(&org)?;
+    store
+        .insert_organization(&org, now)
+        .await
+        .map_err(|e| exists_as(e, "an organization with this id"))
+}
+
+/// Checks an organization's id and country code.
+pub fn check_organization(org: &Organization) -> Result<(), RegistrationError> {
     if !valid_identifier(&org.id) {
         return Err(RegistrationError::Invalid(
             "organization id must be 1-64 characters of A-Z a-z 0-9 - _ .",
@@ -235,7 +277,6 @@ pub async fn register_organization(
             "country must be an ISO 3166-1 alpha-2 code, e.g. BD",
         ));
     }
-    store.insert_organization(&org, now).await?;
     Ok(())
 }
 
@@ -268,7 +309,9 @@ struct DemoUser {
 const DEMO_ORG: &str = "hospital-abc";
 
 /// Creates the demo organization, one user per role and three clients, and writes their
-/// credentials to `path` (mode 0600).
+/// credentials to `path` (mode 0600). All or nothing: the credentials are written to a temporary
+/// file first, the records are stored in one transaction, and only then is the file put in place;
+/// a start interrupted half-way leaves nothing behind and the next start does it all again.
 pub async fn create_demo(
     store: &SharedStore,
     hash_key: &HashKey,
@@ -282,7 +325,8 @@ pub async fn create_demo(
         name: "Hospital ABC".into(),
         country: "BD".into(),
     };
-    register_organization(store, org, now).await?;
+    check_organization(&org)?;
+    let mut records = Vec::new();
 
     let people = [
         (Role::SuperAdmin, "superadmin", "Sara", "Rahman"),
@@ -303,7 +347,7 @@ pub async fn create_demo(
             email: Some(format!("{username}@hospital-abc.example")),
             phone_number: None,
         };
-        register_user(store, passwords, spec, password.clone(), now).await?;
+        records.push(build_user(passwords, spec, password.clone(), now).await?);
         users.push(DemoUser {
             username: username.into(),
             password: password.expose().to_owned(),
@@ -345,6 +389,7 @@ pub async fn create_demo(
         ),
     ];
     let mut clients = Vec::new();
+    let mut client_records = Vec::new();
     for (id, name, kind, redirect, grants, scope, first_party) in specs {
         let redirect_uris: Vec<String> = if redirect.is_empty() {
             vec![]
@@ -366,14 +411,15 @@ pub async fn create_demo(
             pkce_required: true,
             id_token_alg: SigningAlg::RS256,
         };
-        let (client, secret) = register_client(store, hash_key, spec, now).await?;
+        let (client, secret) = build_client(hash_key, spec, now)?;
         clients.push(DemoClient {
-            client_id: client.client_id,
+            client_id: client.client_id.clone(),
             client_secret: secret.map(|s| s.expose().to_owned()),
             redirect_uris,
             grant_types: grants.iter().map(|g| g.as_str()).collect(),
             scope: client.scope.to_string(),
         });
+        client_records.push(client);
     }
 
     let file = DemoCredentials {
@@ -385,8 +431,16 @@ pub async fn create_demo(
         serde_json::to_vec_pretty(&file)
             .map_err(|_| RegistrationError::Invalid("demo credentials"))?,
     );
-    crate::keys::write_private_file(path, &json)
-        .map_err(|e| RegistrationError::Io(path.display().to_string(), e))?;
+    let io = |e| RegistrationError::Io(path.display().to_string(), e);
+    let staging = path.with_extension("json.partial");
+    if staging.exists() {
+        std::fs::remove_file(&staging).map_err(io)?;
+    }
+    crate::keys::write_private_file(&staging, &json).map_err(io)?;
+    store
+        .insert_bootstrap(&org, &records, &client_records, now)
+        .await?;
+    std::fs::rename(&staging, path).map_err(io)?;
     Ok(())
 }
 
@@ -402,7 +456,7 @@ pub async fn create_first_admin(
         name: "Platform".into(),
         country: "ZZ".into(),
     };
-    register_organization(store, org, now).await?;
+    check_organization(&org)?;
     let password = random_token();
     let spec = UserSpec {
         username: "admin".into(),
@@ -413,7 +467,8 @@ pub async fn create_first_admin(
         email: None,
         phone_number: None,
     };
-    register_user(store, passwords, spec, password.clone(), now).await?;
+    let user = build_user(passwords, spec, password.clone(), now).await?;
+    store.insert_bootstrap(&org, &[user], &[], now).await?;
     Ok(password)
 }
 

@@ -257,6 +257,32 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Administrative commands work on an existing deployment: they refuse to create an empty store
+/// or a new master key by accident (a typo in a path would otherwise give a fresh, empty system,
+/// or secrets no server can check).
+fn require_existing(settings: &Settings) -> Result<(), CliError> {
+    if !settings.master_key_file.exists() {
+        return Err(CliError::Usage(format!(
+            "no master key at {}; start the server once first, or pass the right --data-dir / --master-key-file",
+            settings.master_key_file.display()
+        )));
+    }
+    if settings.database_url.is_none() && !settings.database_path().exists() {
+        return Err(CliError::Usage(format!(
+            "no zarish database at {}; start the server once first, or pass the right --data-dir / --database-url",
+            settings.database_path().display()
+        )));
+    }
+    Ok(())
+}
+
+/// The settings of an administrative command, checked to name an existing deployment.
+fn admin_settings(cli: &Cli) -> Result<Settings, CliError> {
+    let settings = settings(cli, None)?;
+    require_existing(&settings)?;
+    Ok(settings)
+}
+
 async fn run(cli: Cli) -> Result<(), CliError> {
     match &cli.command {
         Command::Serve(args) => {
@@ -265,7 +291,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             server::serve(settings, args.demo).await?;
         }
         Command::Org(OrgCommand::Add { id, name, country }) => {
-            let ctx = server::open(settings(&cli, None)?).await?;
+            let ctx = server::open(admin_settings(&cli)?).await?;
             let org = Organization {
                 id: id.clone(),
                 name: name.clone(),
@@ -286,7 +312,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 .parse()
                 .map_err(|_| CliError::Usage(format!("unknown role '{role}'; see --help")))?;
             let password = read_password()?;
-            let ctx = server::open(settings(&cli, None)?).await?;
+            let ctx = server::open(admin_settings(&cli)?).await?;
             let passwords = PasswordHasherPool::new(1).map_err(server::StartError::from)?;
             let spec = UserSpec {
                 username: username.clone(),
@@ -303,14 +329,14 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             println!("user {} added with id {}", user.username, user.id);
         }
         Command::User(UserCommand::ResetMfa { username }) => {
-            let ctx = server::open(settings(&cli, None)?).await?;
+            let ctx = server::open(admin_settings(&cli)?).await?;
             let user = find_user(&ctx, username).await?;
             ctx.store.delete_mfa(&user.id).await?;
             tracing::info!(target: "zarish::security", "second factor reset by an administrator");
             println!("second factor of {username} removed; they enrol again at next sign-in");
         }
         Command::User(UserCommand::Sessions { username }) => {
-            let ctx = server::open(settings(&cli, None)?).await?;
+            let ctx = server::open(admin_settings(&cli)?).await?;
             let user = find_user(&ctx, username).await?;
             let now = ctx.clock.now();
             for s in ctx.store.list_sessions(&user.id, now).await? {
@@ -324,7 +350,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
         Command::User(UserCommand::Logout { username }) => {
-            let ctx = server::open(settings(&cli, None)?).await?;
+            let ctx = server::open(admin_settings(&cli)?).await?;
             let user = find_user(&ctx, username).await?;
             let ended = ctx
                 .store
@@ -334,7 +360,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Client(ClientCommand::Add(args)) => {
             let spec = client_spec(args)?;
-            let ctx = server::open(settings(&cli, None)?).await?;
+            let ctx = server::open(admin_settings(&cli)?).await?;
             let (client, secret) =
                 bootstrap::register_client(&ctx.store, &ctx.hash_key, spec, ctx.clock.now())
                     .await?;
@@ -351,7 +377,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         }
         Command::Client(ClientCommand::List) => {
-            let ctx = server::open(settings(&cli, None)?).await?;
+            let ctx = server::open(admin_settings(&cli)?).await?;
             for c in ctx.store.list_clients().await? {
                 let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
                 println!(
@@ -375,12 +401,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     to.display()
                 )));
             }
-            let ctx = server::open(settings(&cli, None)?).await?;
+            let ctx = server::open(admin_settings(&cli)?).await?;
             ctx.store.backup_to(to).await?;
             println!("backup written to {}", to.display());
         }
         Command::Keys(KeysCommand::Rotate) => {
-            let ctx = server::open(settings(&cli, None)?).await?;
+            let ctx = server::open(admin_settings(&cli)?).await?;
             let kids = ctx.vault.rotate(&ctx.store, ctx.clock.now()).await?;
             println!(
                 "new signing keys: {}\nrunning servers switch within {} s",

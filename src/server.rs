@@ -53,9 +53,19 @@ pub struct Context {
 
 /// Creates the data directory (mode 0700) if needed.
 pub fn ensure_data_dir(dir: &Path) -> Result<(), StartError> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 
     if dir.exists() {
+        let open_to_others = std::fs::metadata(dir)
+            .map(|m| m.permissions().mode() & 0o077 != 0)
+            .unwrap_or(false);
+        if open_to_others {
+            tracing::warn!(
+                target: "zarish::server",
+                data_dir = %dir.display(),
+                "the data directory is readable by other users; restrict it to mode 0700"
+            );
+        }
         return Ok(());
     }
     std::fs::DirBuilder::new()

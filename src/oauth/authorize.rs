@@ -494,11 +494,11 @@ pub(crate) async fn load_pending(
 ) -> Result<(Client, AuthorizationRequest, String), AuthorizeError> {
     let expired = AuthorizeError::Page(
         StatusCode::BAD_REQUEST,
-        "This sign-in request has expired or is unknown. Return to the application and start again.",
+        "This sign-in request has expired or is unknown.",
     );
     let rid = rid.filter(|r| r.len() <= 64).ok_or(AuthorizeError::Page(
         StatusCode::BAD_REQUEST,
-        "This sign-in request has expired or is unknown. Return to the application and start again.",
+        "This sign-in request has expired or is unknown.",
     ))?;
     let hash = state.hash_key.hash(HashPurpose::AuthRequest, rid);
     let pending = state
@@ -630,7 +630,7 @@ pub async fn consent_submit(
         if !session::csrf_valid(&state, &headers, &rid, params.get("csrf_token")) {
             return Err(AuthorizeError::Page(
                 StatusCode::FORBIDDEN,
-                "The form has expired. Return to the application and start again.",
+                "The form has expired.",
             ));
         }
         let current = session::current(&state, &headers).await?;

@@ -37,10 +37,7 @@ fn malformed() -> AuthorizeError {
 }
 
 fn expired_form() -> AuthorizeError {
-    AuthorizeError::Page(
-        StatusCode::FORBIDDEN,
-        "The form has expired. Return to the application and start again.",
-    )
+    AuthorizeError::Page(StatusCode::FORBIDDEN, "The form has expired.")
 }
 
 /// A step of the flow's common start: parse, load the pending request, check CSRF on posts.

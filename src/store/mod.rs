@@ -265,6 +265,15 @@ pub trait Store: Send + Sync + 'static {
     /// Whether any user exists (bootstrap runs only when none does).
     async fn has_users(&self) -> StoreResult<bool>;
 
+    /// Stores the first organization with its users and clients in one transaction.
+    async fn insert_bootstrap(
+        &self,
+        org: &Organization,
+        users: &[User],
+        clients: &[Client],
+        now: i64,
+    ) -> StoreResult<()>;
+
     /// Adds an organization.
     async fn insert_organization(&self, org: &Organization, now: i64) -> StoreResult<()>;
     /// Looks up an organization.

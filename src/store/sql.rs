@@ -109,6 +109,73 @@ macro_rules! sql_store {
             serde_json::to_string(values).map_err(|_| corrupt("uri list"))
         }
 
+        async fn insert_organization_in<'e, E>(exec: E, org: &Organization, now: i64) -> StoreResult<()>
+        where
+        E: sqlx::Executor<'e, Database = <DbRow as sqlx::Row>::Database>,
+        {
+            sqlx::query(
+                "INSERT INTO organizations (id, name, country, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&org.id)
+            .bind(&org.name)
+            .bind(&org.country)
+            .bind(now)
+            .execute(exec)
+            .await?;
+            Ok(())
+        }
+
+        async fn insert_user_in<'e, E>(exec: E, user: &User) -> StoreResult<()>
+        where
+        E: sqlx::Executor<'e, Database = <DbRow as sqlx::Row>::Database>,
+        {
+            sqlx::query(
+                "INSERT INTO users (id, username, password_hash, role, organization_id, given_name, \
+                 family_name, email, phone_number, address, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(&user.id)
+            .bind(&user.username)
+            .bind(&user.password_hash)
+            .bind(user.role.as_str())
+            .bind(&user.organization_id)
+            .bind(&user.given_name)
+            .bind(&user.family_name)
+            .bind(&user.email)
+            .bind(&user.phone_number)
+            .bind(&user.address)
+            .bind(user.created_at)
+            .execute(exec)
+            .await?;
+            Ok(())
+        }
+
+        async fn insert_client_in<'e, E>(exec: E, client: &Client) -> StoreResult<()>
+        where
+        E: sqlx::Executor<'e, Database = <DbRow as sqlx::Row>::Database>,
+        {
+            sqlx::query(
+                "INSERT INTO clients (client_id, name, kind, secret_hash, redirect_uris, \
+                 post_logout_redirect_uris, grant_types, scope, first_party, pkce_required, \
+                 id_token_alg, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(&client.client_id)
+            .bind(&client.name)
+            .bind(client.kind.as_str())
+            .bind(&client.secret_hash)
+            .bind(to_json(&client.redirect_uris)?)
+            .bind(to_json(&client.post_logout_redirect_uris)?)
+            .bind(join_grants(&client.grant_types))
+            .bind(client.scope.to_string())
+            .bind(client.first_party)
+            .bind(client.pkce_required)
+            .bind(client.id_token_alg.as_str())
+            .bind(client.created_at)
+            .execute(exec)
+            .await?;
+            Ok(())
+        }
+
         #[async_trait]
         impl Store for $store {
             $($backend_specific)*
@@ -125,17 +192,27 @@ macro_rules! sql_store {
                 Ok(row.try_get("present")?)
             }
 
-            async fn insert_organization(&self, org: &Organization, now: i64) -> StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO organizations (id, name, country, created_at) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(&org.id)
-                .bind(&org.name)
-                .bind(&org.country)
-                .bind(now)
-                .execute(&self.pool)
-                .await?;
+            async fn insert_bootstrap(
+                &self,
+                org: &Organization,
+                users: &[User],
+                clients: &[Client],
+                now: i64,
+            ) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                insert_organization_in(&mut *tx, org, now).await?;
+                for user in users {
+                    insert_user_in(&mut *tx, user).await?;
+                }
+                for client in clients {
+                    insert_client_in(&mut *tx, client).await?;
+                }
+                tx.commit().await?;
                 Ok(())
+            }
+
+            async fn insert_organization(&self, org: &Organization, now: i64) -> StoreResult<()> {
+                insert_organization_in(&self.pool, org, now).await
             }
 
             async fn get_organization(&self, id: &str) -> StoreResult<Option<Organization>> {
@@ -154,25 +231,7 @@ macro_rules! sql_store {
             }
 
             async fn insert_user(&self, user: &User) -> StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO users (id, username, password_hash, role, organization_id, given_name, \
-                     family_name, email, phone_number, address, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                )
-                .bind(&user.id)
-                .bind(&user.username)
-                .bind(&user.password_hash)
-                .bind(user.role.as_str())
-                .bind(&user.organization_id)
-                .bind(&user.given_name)
-                .bind(&user.family_name)
-                .bind(&user.email)
-                .bind(&user.phone_number)
-                .bind(&user.address)
-                .bind(user.created_at)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                insert_user_in(&self.pool, user).await
             }
 
             async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
@@ -192,26 +251,7 @@ macro_rules! sql_store {
             }
 
             async fn insert_client(&self, client: &Client) -> StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO clients (client_id, name, kind, secret_hash, redirect_uris, \
-                     post_logout_redirect_uris, grant_types, scope, first_party, pkce_required, \
-                     id_token_alg, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                )
-                .bind(&client.client_id)
-                .bind(&client.name)
-                .bind(client.kind.as_str())
-                .bind(&client.secret_hash)
-                .bind(to_json(&client.redirect_uris)?)
-                .bind(to_json(&client.post_logout_redirect_uris)?)
-                .bind(join_grants(&client.grant_types))
-                .bind(client.scope.to_string())
-                .bind(client.first_party)
-                .bind(client.pkce_required)
-                .bind(client.id_token_alg.as_str())
-                .bind(client.created_at)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                insert_client_in(&self.pool, client).await
             }
 
             async fn get_client(&self, client_id: &str) -> StoreResult<Option<Client>> {

@@ -24,6 +24,11 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub async fn open(path: &Path) -> StoreResult<Self> {
+        // Create the file ourselves, mode 0600; SQLite gives its -wal and -shm files the same mode.
+        if !path.exists() {
+            crate::keys::write_private_file(path, b"")
+                .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        }
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -50,6 +55,9 @@ sql_store!(SqliteStore, SqliteRow, {
         let target = path
             .to_str()
             .ok_or(StoreError::Unsupported("backup path must be UTF-8"))?;
+        // VACUUM INTO fills an existing empty file, which keeps the mode it was created with.
+        crate::keys::write_private_file(path, b"")
+            .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         sqlx::query("VACUUM INTO $1")
             .bind(target)
             .execute(&self.pool)

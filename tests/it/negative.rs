@@ -578,3 +578,57 @@ on_both_backends!(
     wrong_password_and_unknown_user_look_the_same,
     confidential_client_with_optional_pkce_must_send_nonce,
 );
+
+/// Administrative commands refuse to create a fresh, empty deployment by accident.
+#[tokio::test]
+async fn admin_commands_refuse_a_missing_deployment() {
+    let empty = tempfile::tempdir().expect("tempdir");
+    let out = run_cli(
+        &empty.path().join("nothing-here"),
+        &["client", "list"],
+        "",
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("start the server once first"), "{err}");
+    assert!(
+        !empty
+            .path()
+            .join("nothing-here")
+            .join("keys")
+            .join("master.key")
+            .exists()
+    );
+}
+
+/// A backup is a consistent SQLite file readable only by its owner.
+#[tokio::test]
+async fn backup_writes_a_private_consistent_copy() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let target = server.data_dir().join("backup.db");
+    let out = server.cli(&["backup", "--to", target.to_str().expect("utf8")], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(&target)
+        .expect("backup")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let db_mode = std::fs::metadata(server.data_dir().join("zarish.db"))
+        .expect("db")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(db_mode, 0o600);
+    let again = server.cli(&["backup", "--to", target.to_str().expect("utf8")], "");
+    assert!(
+        !again.status.success(),
+        "an existing file is never overwritten"
+    );
+}
