@@ -1,25 +1,37 @@
 #!/usr/bin/env python3
 """Zarish Sphere Auth benchmark orchestrator (Python 3.11, standard library only).
 
-Started by bench/run.sh after the release build. Everything runs against servers that this script
-starts itself on 127.0.0.1, each load run is bounded by wrk's -d, and every server it started is
-stopped on the way out (normal end, error, Ctrl-C, SIGTERM; and PR_SET_PDEATHSIG should this
-process be killed outright).
+Started by bench/run.sh after the release build. Measures, side by side with the same wrk settings
+(-t2 -c64 by default, the same duration, the same bench/token.lua) on this machine's loopback:
+
+  A. ours on SQLite: start-up to ready, idle RSS, client_credentials grants/s, introspections/s,
+     p50/p99, peak RSS;
+  B. ours on PostgreSQL (127.0.0.1:5432, a database of its own, zarish_bench_<random>, created
+     with psql and dropped at the end, also on failure): the same load figures;
+  C. the peer, oidc-provider (bench/peer/server.mjs, `npm ci` when node_modules is missing or
+     stale), on a random port with a random client secret: grants/s, p50/p99, peak RSS (VmHWM of
+     the node process). It does not introspect JWT access tokens, so there is no introspection
+     figure for it; the summary says so and shows its answer.
+
+Every server is started by this script on 127.0.0.1 and stopped on the way out (normal end, error,
+Ctrl-C, SIGTERM/SIGHUP; and PR_SET_PDEATHSIG should this process be killed outright, in which case
+bench/run.sh drops the database). Each load run is bounded by wrk's -d.
 
 Steps:
-  1. fresh temp data dir; `zarish serve --demo` once to create the data, wait for GET /ready, stop;
-     then N restarts on the existing data, each timed from spawn to the first /ready = 200
-  2. demo-backend's secret from DIR/demo-credentials.json
-  3. idle RSS (VmRSS) of a fresh server after a short settle
-  4. client_credentials grants/s with wrk + bench/token.lua
-  5. introspections/s with wrk + bench/introspect.lua (one token, checked active first)
-  6. peak RSS (VmHWM) after the load
-  7. the same load again on a server started with ZARISH_LOG=warn, to show what the per-request
-     log line costs
-  8. a summary table against the targets
+  0. peer dependencies (npm ci only when needed); wait for the 1-minute load average to drop to
+     --max-load (default 1.5, at most --load-wait seconds, polling every 30 s)
+  1. SQLite: fresh temp data dir; `zarish serve --demo` once to create the data, then --starts
+     restarts on the existing data, each timed from spawn to the first GET /ready = 200
+  2. SQLite load: idle RSS, warm-up, grants, introspections, peak RSS
+  3. PostgreSQL: CREATE DATABASE; first start creates schema and demo data; then the same load
+  4. peer: start, idle RSS, warm-up, grants, peak RSS; one introspection attempt, reported
+  5. optional (--log-compare): SQLite again with ZARISH_LOG=warn, to show what the per-request log
+     line costs
+  6. one summary table with a column per server, the ratios and the targets
 
-Exit status: 0 when every load run finished with only 200 answers; 2 when a load run had bad
-answers or socket errors; 1 on a set-up failure; with --strict also 3 when a target is missed.
+Exit status: 0 when every load run finished with only good answers; 2 when a load run had bad
+answers or socket errors; 1 on a set-up failure (a scenario that could not run); with --strict
+also 3 when a target is missed.
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ import os
 import platform
 import re
 import resource
+import secrets
 import shutil
 import signal
 import socket
@@ -47,19 +60,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
+PEER_DIR = BENCH_DIR / "peer"
 HOST = "127.0.0.1"
 
+# Issue-2 targets (ours, SQLite).
 TARGET_GRANTS = 10_000.0
 TARGET_INTROSPECT = 20_000.0
 TARGET_P99_MS = 10.0
 TARGET_IDLE_RSS_MIB = 30.0
 TARGET_READY_MS = 200.0
+# Comparison targets.
+TARGET_VS_PEER = 10.0       # ours grants/s >= 10 x peer grants/s
+TARGET_SQLITE_OVER_PG = 2.0  # SQLite/PostgreSQL <= 2 (grants/s and introspections/s)
+
+# Every token answer, ours and the peer's, starts with this (an ES256 JWT access token).
+TOKEN_EXPECT = '{"access_token":"eyJ'
+PEER_CLIENT_ID = "bench-backend"
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 class BenchError(Exception):
-    """A set-up failure: the benchmark cannot go on."""
+    """A set-up failure: the benchmark (or one scenario) cannot go on."""
 
 
 class Interrupted(BaseException):
@@ -104,6 +126,25 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def cpu_by_comm(comm: str) -> dict[int, float]:
+    """CPU seconds (utime + stime) of every process whose command name is `comm`."""
+    out: dict[int, float] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        if name != comm:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
 def system_cpu_busy_seconds() -> float:
     """Busy CPU seconds of the whole machine (all cores) since boot, from /proc/stat."""
     with open("/proc/stat") as f:
@@ -112,6 +153,16 @@ def system_cpu_busy_seconds() -> float:
     idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle + iowait
     total = sum(vals[:8])  # guest time is already in user/nice
     return (total - idle) / CLK_TCK
+
+
+def loadavg() -> tuple[float, float, float]:
+    with open("/proc/loadavg") as f:
+        a, b, c = f.read().split()[:3]
+    return float(a), float(b), float(c)
+
+
+def loadavg_str() -> str:
+    return " ".join(f"{x:.2f}" for x in loadavg())
 
 
 def mib(kib: int) -> float:
@@ -141,31 +192,26 @@ def free_port() -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# The server under test.
+# Servers under test (ours and the peer).
 
 
 @dataclass
 class Server:
-    binary: Path
-    data_dir: Path
+    argv: list[str]
     port: int
     log_path: Path
-    env_extra: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str]
+    cwd: Path | None = None
     pidfile: Path | None = None
     proc: subprocess.Popen | None = None
     spawned_at: float = 0.0
 
     def start(self) -> None:
-        env = dict(os.environ)
-        env.pop("ZARISH_LOG", None)
-        env.update(self.env_extra)
-        cmd = [str(self.binary), "serve", "--demo", "--data-dir", str(self.data_dir),
-               "--listen", f"{HOST}:{self.port}"]
         logf = open(self.log_path, "ab")
         try:
             self.spawned_at = time.perf_counter()
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf,
-                                         stderr=subprocess.STDOUT, env=env,
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=logf,
+                                         stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
                                          preexec_fn=_die_with_parent)
         finally:
             logf.close()
@@ -193,7 +239,8 @@ class Server:
             except (ConnectionError, OSError, http.client.HTTPException):
                 pass
             if time.perf_counter() > deadline:
-                raise BenchError(f"server not ready after {timeout:.0f} s; log: {self.log_path}")
+                raise BenchError(f"server not ready after {timeout:.0f} s; log: {self.log_path}"
+                                 f"\n{tail(self.log_path)}")
             time.sleep(interval)
 
     def stop(self) -> None:
@@ -210,6 +257,28 @@ class Server:
                 proc.wait()
         if self.pidfile:
             self.pidfile.write_text("")
+
+
+def zarish_server(binary: Path, data_dir: Path, port: int, log_path: Path,
+                  pidfile: Path | None, env_extra: dict[str, str] | None = None,
+                  database_url: str | None = None) -> Server:
+    # No inherited ZARISH_* settings: the command line below is the whole configuration.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZARISH_")}
+    env.update(env_extra or {})
+    argv = [str(binary), "serve", "--demo", "--data-dir", str(data_dir),
+            "--listen", f"{HOST}:{port}"]
+    if database_url:
+        argv += ["--database-url", database_url]
+    return Server(argv, port, log_path, env, None, pidfile)
+
+
+def peer_server(port: int, secret: str, log_path: Path, pidfile: Path | None) -> Server:
+    node = shutil.which("node")
+    if not node:
+        raise BenchError("node not found (needed for the peer, bench/peer/server.mjs)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PEER_")}
+    env.update({"PEER_PORT": str(port), "PEER_CLIENT_SECRET": secret})
+    return Server([node, str(PEER_DIR / "server.mjs")], port, log_path, env, PEER_DIR, pidfile)
 
 
 def tail(path: Path, lines: int = 15) -> str:
@@ -243,6 +312,59 @@ def stop_all() -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# PostgreSQL: a database of our own on 127.0.0.1, created and dropped with psql.
+
+
+class PgDatabase:
+    def __init__(self, args: argparse.Namespace, record: Path | None) -> None:
+        self.port = args.pg_port
+        self.user = args.pg_user
+        self.admin_db = args.pg_admin_db
+        self.name = f"zarish_bench_{secrets.token_hex(5)}"
+        self.record = record  # file read by run.sh's backstop should we die without cleanup
+        self.created = False
+
+    @property
+    def url(self) -> str:
+        return f"postgres://{self.user}@{HOST}:{self.port}/{self.name}"
+
+    def psql(self, sql: str, timeout: float = 60.0) -> str:
+        exe = shutil.which("psql")
+        if not exe:
+            raise BenchError("psql not found (needed to create the PostgreSQL test database)")
+        cmd = [exe, "-h", HOST, "-p", str(self.port), "-U", self.user, "-d", self.admin_db,
+               "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql]
+        env = dict(os.environ, PGCONNECT_TIMEOUT="5")
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                               stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as exc:
+            raise BenchError(f"psql timed out after {timeout:.0f} s: {sql}") from exc
+        if r.returncode != 0:
+            raise BenchError(f"psql failed ({r.returncode}) on {sql!r}: "
+                             f"{(r.stderr or r.stdout).strip()}")
+        return r.stdout.strip()
+
+    def create(self) -> str:
+        version = self.psql("SHOW server_version")
+        if self.record:
+            self.record.write_text(self.name + "\n")
+        self.psql(f"CREATE DATABASE {self.name}")
+        self.created = True
+        return version
+
+    def drop(self) -> None:
+        if not self.created:
+            return
+        # WITH (FORCE): PostgreSQL 13+; ends any connection a dead server left behind.
+        self.psql(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+        self.created = False
+        if self.record:
+            self.record.write_text("")
+        log(f"  dropped database {self.name}")
+
+
+# --------------------------------------------------------------------------------------------
 # wrk.
 
 
@@ -262,6 +384,7 @@ class LoadResult:
     wrk_non2xx_line: int | None
     bad_sample: str
     server_cores: float
+    db_cores: float
     wrk_cores: float
     other_cores: float
     log_bytes: int
@@ -276,8 +399,12 @@ class LoadResult:
         return self.non200 + self.unexpected_body
 
     @property
+    def sock_errors(self) -> int:
+        return sum(self.socket_errors.values())
+
+    @property
     def errors(self) -> int:
-        return self.bad + sum(self.socket_errors.values())
+        return self.bad + self.sock_errors
 
     @property
     def good_rps(self) -> float:
@@ -285,7 +412,8 @@ class LoadResult:
 
 
 def run_wrk(args: argparse.Namespace, server: Server, label: str, path: str, script: str,
-            env_extra: dict[str, str], duration: int, show: bool = True) -> LoadResult:
+            env_extra: dict[str, str], duration: int, show: bool = True,
+            db_comm: str | None = None) -> LoadResult:
     wrk = shutil.which("wrk")
     if not wrk:
         raise BenchError("wrk not found (bench/run.sh installs it with apt-get)")
@@ -297,6 +425,7 @@ def run_wrk(args: argparse.Namespace, server: Server, label: str, path: str, scr
     log_size0 = server.log_path.stat().st_size
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     srv0 = proc_cpu_seconds(server.pid)
+    db0 = cpu_by_comm(db_comm) if db_comm else {}
     sys0 = system_cpu_busy_seconds()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
@@ -309,6 +438,7 @@ def run_wrk(args: argparse.Namespace, server: Server, label: str, path: str, scr
         raise BenchError(f"wrk ({label}) did not finish within {duration + 30} s")
     wall = time.perf_counter() - t0
     srv1 = proc_cpu_seconds(server.pid)
+    db1 = cpu_by_comm(db_comm) if db_comm else {}
     sys1 = system_cpu_busy_seconds()
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     log_size1 = server.log_path.stat().st_size
@@ -324,7 +454,9 @@ def run_wrk(args: argparse.Namespace, server: Server, label: str, path: str, scr
 
     wrk_cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
     srv_cpu = srv1 - srv0
-    other_cpu = max((sys1 - sys0) - srv_cpu - wrk_cpu, 0.0)
+    # Processes that exited during the run are lost; new ones count from zero.
+    db_cpu = sum(max(v - db0.get(pid, 0.0), 0.0) for pid, v in db1.items())
+    other_cpu = max((sys1 - sys0) - srv_cpu - wrk_cpu - db_cpu, 0.0)
 
     res = LoadResult(
         label=label,
@@ -342,6 +474,7 @@ def run_wrk(args: argparse.Namespace, server: Server, label: str, path: str, scr
         wrk_non2xx_line=int(non2xx.group(1)) if non2xx else None,
         bad_sample=sample.group(1) if sample else "",
         server_cores=srv_cpu / wall,
+        db_cores=db_cpu / wall,
         wrk_cores=wrk_cpu / wall,
         other_cores=other_cpu / wall,
         log_bytes=log_size1 - log_size0,
@@ -353,10 +486,12 @@ def run_wrk(args: argparse.Namespace, server: Server, label: str, path: str, scr
             if not line.startswith(("ZB_RESULT", "ZB_BAD_SAMPLE")):
                 log(f"    | {line}")
         log(f"    => {res.rps:,.0f} req/s, p50 {res.p50_ms:.2f} ms, p99 {res.p99_ms:.2f} ms, "
-            f"bad answers {res.bad}, socket errors {sum(res.socket_errors.values())}")
-        log(f"    => CPU: server {res.server_cores:.2f} cores, wrk {res.wrk_cores:.2f}, "
-            f"other processes {res.other_cores:.2f} (of {os.cpu_count()}); "
-            f"server log {res.log_bytes / max(res.requests, 1):.0f} B/request")
+            f"bad answers {res.bad}, socket errors {res.sock_errors}")
+        log(f"    => CPU: server {res.server_cores:.2f} cores, "
+            + (f"postgres {res.db_cores:.2f}, " if db_comm else "")
+            + f"wrk {res.wrk_cores:.2f}, other processes {res.other_cores:.2f} "
+            f"(of {os.cpu_count()}); server log {res.log_bytes / max(res.requests, 1):.0f} "
+            f"B/request")
         if res.bad:
             log(f"    !! {res.non200} non-200 answers (first status {res.first_bad_status}), "
                 f"{res.unexpected_body} 200 answers without the expected body; "
@@ -365,7 +500,7 @@ def run_wrk(args: argparse.Namespace, server: Server, label: str, path: str, scr
 
 
 # --------------------------------------------------------------------------------------------
-# Scenario.
+# Scenarios.
 
 
 def basic_auth(client_id: str, secret: str) -> str:
@@ -389,25 +524,28 @@ def demo_backend(data_dir: Path) -> tuple[str, str, str]:
     raise BenchError("no demo-backend client in demo-credentials.json")
 
 
-def fetch_token(port: int, auth: str) -> str:
-    status, body = http_request(port, "POST", "/token", body="grant_type=client_credentials",
+def fetch_token(port: int, path: str, auth: str) -> tuple[str, dict]:
+    status, body = http_request(port, "POST", path, body="grant_type=client_credentials",
                                 headers={"Authorization": auth,
                                          "Content-Type": "application/x-www-form-urlencoded"})
     if status != 200:
-        raise BenchError(f"POST /token answered {status}: {body[:300]!r}")
+        raise BenchError(f"POST {path} answered {status}: {body[:300]!r}")
+    if not body.startswith(TOKEN_EXPECT.encode()):
+        # The wrk script counts every answer without this as bad; better to stop here.
+        raise BenchError(f"token answer does not start with {TOKEN_EXPECT}: {body[:300]!r}")
     answer = json.loads(body)
     if answer.get("token_type") != "Bearer" or not answer.get("access_token"):
         raise BenchError(f"unexpected token answer: {body[:300]!r}")
-    return answer["access_token"]
+    return answer["access_token"], answer
 
 
-def check_introspection(port: int, auth: str, token: str) -> dict:
-    status, body = http_request(port, "POST", "/introspect",
+def check_introspection(port: int, path: str, auth: str, token: str) -> dict:
+    status, body = http_request(port, "POST", path,
                                 body=urllib.parse.urlencode({"token": token}),
                                 headers={"Authorization": auth,
                                          "Content-Type": "application/x-www-form-urlencoded"})
     if status != 200:
-        raise BenchError(f"POST /introspect answered {status}: {body[:300]!r}")
+        raise BenchError(f"POST {path} answered {status}: {body[:300]!r}")
     if b'"active":true' not in body:
         raise BenchError(f'introspection of a fresh token is not "active":true: {body[:300]!r}')
     return json.loads(body)
@@ -415,53 +553,279 @@ def check_introspection(port: int, auth: str, token: str) -> dict:
 
 @dataclass
 class ServerRun:
+    key: str
     name: str
+    ready_ms: list[float]
+    ready_note: str
     idle_rss_mib: float
     peak_rss_mib: float
     rss_after_mib: float
     threads: int
+    loadavg_before: str
     token: LoadResult
-    introspect: LoadResult
+    introspect: LoadResult | None
+    notes: list[str] = field(default_factory=list)
 
 
-def load_scenario(args: argparse.Namespace, name: str, binary: Path, data_dir: Path, port: int,
-                  tmp: Path, pidfile: Path | None, env_extra: dict[str, str], auth: str
-                  ) -> ServerRun:
-    log(f"\n== Load: server with {name}")
-    srv = started(Server(binary, data_dir, port, tmp / f"server-{name.split()[0]}.log",
-                         env_extra, pidfile))
-    ready_ms = srv.wait_ready(args.ready_timeout)
-    log(f"  ready after {ready_ms:.1f} ms (pid {srv.pid}); settling {args.settle} s")
-    time.sleep(args.settle)
-    idle_rss = mib(proc_status_kib(srv.pid, "VmRSS"))
-    log(f"  idle VmRSS {idle_rss:.1f} MiB")
+def load_scenario(args: argparse.Namespace, key: str, name: str, srv: Server, auth: str,
+                  token_path: str = "/token", introspect_path: str | None = "/introspect",
+                  db_comm: str | None = None, ready_ms: list[float] | None = None,
+                  ready_note: str = "", probe=None) -> ServerRun:
+    la = loadavg_str()
+    log(f"\n== Load: {name} (load average {la})")
+    started(srv)
+    try:
+        this_ready = srv.wait_ready(args.ready_timeout)
+        log(f"  ready after {this_ready:.1f} ms (pid {srv.pid}); settling {args.settle} s")
+        if ready_ms is None:
+            ready_ms, ready_note = [this_ready], "1 start"
+        time.sleep(args.settle)
+        idle_rss = mib(proc_status_kib(srv.pid, "VmRSS"))
+        log(f"  idle VmRSS {idle_rss:.1f} MiB")
 
-    token = fetch_token(port, auth)
-    sample = check_introspection(port, auth, token)
-    log(f"  sample token: {len(token)} chars; introspection: active={sample.get('active')}, "
-        f"client_id={sample.get('client_id')}, scope={sample.get('scope')!r}")
+        token, answer = fetch_token(srv.port, token_path, auth)
+        log(f"  sample token: {len(token)} chars, expires_in {answer.get('expires_in')}, "
+            f"scope {answer.get('scope')!r}")
+        token_env = {"ZB_AUTH": auth, "ZB_BODY": "grant_type=client_credentials",
+                     "ZB_EXPECT": TOKEN_EXPECT}
+        intro_env: dict[str, str] = {}
+        if introspect_path:
+            sample = check_introspection(srv.port, introspect_path, auth, token)
+            log(f"  introspection: active={sample.get('active')}, "
+                f"client_id={sample.get('client_id')}, scope={sample.get('scope')!r}")
+            intro_env = {"ZB_AUTH": auth, "ZB_BODY": urllib.parse.urlencode({"token": token}),
+                         "ZB_EXPECT": '"active":true'}
+        notes = [probe(srv, token)] if probe else []
 
-    token_env = {"ZB_AUTH": auth, "ZB_BODY": "grant_type=client_credentials", "ZB_EXPECT": ""}
-    intro_env = {"ZB_AUTH": auth, "ZB_BODY": urllib.parse.urlencode({"token": token}),
-                 "ZB_EXPECT": '"active":true'}
+        if args.warmup > 0:
+            log(f"  warm-up: {args.warmup} s of {token_path} (not counted)")
+            run_wrk(args, srv, "warmup", token_path, "token.lua", token_env, args.warmup,
+                    show=False)
+        log(f"  client_credentials grants, {args.duration} s:")
+        tok = run_wrk(args, srv, "token", token_path, "token.lua", token_env, args.duration,
+                      db_comm=db_comm)
+        intro = None
+        if introspect_path:
+            log(f"  introspections, {args.duration} s:")
+            intro = run_wrk(args, srv, "introspect", introspect_path, "introspect.lua",
+                            intro_env, args.duration, db_comm=db_comm)
 
-    if args.warmup > 0:
-        log(f"  warm-up: {args.warmup} s of /token (not counted)")
-        run_wrk(args, srv, "warmup", "/token", "token.lua", token_env, args.warmup, show=False)
-    log(f"  client_credentials grants, {args.duration} s:")
-    tok = run_wrk(args, srv, "token", "/token", "token.lua", token_env, args.duration)
-    log(f"  introspections, {args.duration} s:")
-    intro = run_wrk(args, srv, "introspect", "/introspect", "introspect.lua", intro_env,
-                    args.duration)
+        if srv.proc is not None and srv.proc.poll() is not None:
+            raise BenchError(f"server died during the load; log {srv.log_path}")
+        peak = mib(proc_status_kib(srv.pid, "VmHWM"))
+        after = mib(proc_status_kib(srv.pid, "VmRSS"))
+        nthreads = proc_status_kib(srv.pid, "Threads")
+        log(f"  VmHWM (peak RSS) {peak:.1f} MiB, VmRSS now {after:.1f} MiB, threads {nthreads}")
+        return ServerRun(key, name, ready_ms, ready_note, idle_rss, peak, after, nthreads, la,
+                         tok, intro, notes)
+    finally:
+        stop(srv)
 
-    peak = mib(proc_status_kib(srv.pid, "VmHWM"))
-    after = mib(proc_status_kib(srv.pid, "VmRSS"))
-    nthreads = proc_status_kib(srv.pid, "Threads")
-    log(f"  VmHWM (peak RSS) {peak:.1f} MiB, VmRSS now {after:.1f} MiB, threads {nthreads}")
-    if srv.proc is not None and srv.proc.poll() is not None:
-        raise BenchError(f"server died during the load; log {srv.log_path}")
-    stop(srv)
-    return ServerRun(name, idle_rss, peak, after, nthreads, tok, intro)
+
+def sqlite_scenario(args: argparse.Namespace, tmp: Path, pidfile: Path | None
+                    ) -> tuple[ServerRun, str, Path]:
+    data_dir = tmp / "data-sqlite"
+    port = free_port()
+    log(f"\n== Ours on SQLite: data {data_dir}, server at http://{HOST}:{port}")
+    t0 = time.perf_counter()
+    srv = started(zarish_server(args.binary, data_dir, port, tmp / "sqlite-create.log", pidfile))
+    try:
+        create_ms = srv.wait_ready(args.ready_timeout)
+    finally:
+        stop(srv)
+    log(f"  first start (creates database, keys, demo data): ready after {create_ms:.0f} ms, "
+        f"stopped after {(time.perf_counter() - t0) * 1000:.0f} ms in all")
+    client_id, secret, scope = demo_backend(data_dir)
+    auth = basic_auth(client_id, secret)
+    log(f"  client {client_id}, scope {scope!r}")
+
+    log(f"\n== Start-up time to ready on existing data ({args.starts} starts, "
+        f"polling /ready every 3 ms)")
+    ready: list[float] = []
+    ready_logged: list[int] = []
+    for i in range(args.starts):
+        lp = tmp / f"sqlite-start{i}.log"
+        srv = started(zarish_server(args.binary, data_dir, port, lp, pidfile))
+        try:
+            ms = srv.wait_ready(args.ready_timeout)
+        finally:
+            stop(srv)
+        ready.append(ms)
+        m = re.search(r"startup_ms[=:\"]+(\d+)", lp.read_text(errors="replace"))
+        if m:
+            ready_logged.append(int(m.group(1)))
+        log(f"  start {i + 1}: {ms:.1f} ms" + (f" (server logs startup_ms={m.group(1)})"
+                                               if m else ""))
+    log(f"  median {statistics.median(ready):.1f} ms")
+    note = f"median of {len(ready)}"
+    if ready_logged:
+        note += f"; server's own startup_ms {', '.join(map(str, ready_logged))}"
+
+    run = load_scenario(args, "sqlite", "ours (SQLite)",
+                        zarish_server(args.binary, data_dir, port, tmp / "sqlite-load.log",
+                                      pidfile), auth, ready_ms=ready, ready_note=note)
+    run.notes.append("start-up samples (ms, spawn to first /ready 200): "
+                     + ", ".join(f"{x:.1f}" for x in ready))
+    return run, auth, data_dir
+
+
+def pg_scenario(args: argparse.Namespace, tmp: Path, pidfile: Path | None, db: PgDatabase
+                ) -> ServerRun:
+    version = db.create()
+    data_dir = tmp / "data-pg"
+    port = free_port()
+    log(f"\n== Ours on PostgreSQL {version}: database {db.name} ({db.url}), "
+        f"data dir {data_dir} (master key, demo credentials), server at http://{HOST}:{port}")
+    t0 = time.perf_counter()
+    srv = started(zarish_server(args.binary, data_dir, port, tmp / "pg-create.log", pidfile,
+                                database_url=db.url))
+    try:
+        create_ms = srv.wait_ready(args.ready_timeout)
+    finally:
+        stop(srv)
+    log(f"  first start (migrations, keys, demo data): ready after {create_ms:.0f} ms, "
+        f"stopped after {(time.perf_counter() - t0) * 1000:.0f} ms in all")
+    client_id, secret, scope = demo_backend(data_dir)
+    auth = basic_auth(client_id, secret)
+    log(f"  client {client_id}, scope {scope!r}")
+    run = load_scenario(args, "pg", "ours (PostgreSQL)",
+                        zarish_server(args.binary, data_dir, port, tmp / "pg-load.log", pidfile,
+                                      database_url=db.url),
+                        auth, db_comm="postgres")
+    run.notes.append(f"first start on the empty database {create_ms:.0f} ms; start-up figure is "
+                     f"one start on existing data")
+    return run
+
+
+# ---- the peer
+
+
+def peer_deps_status() -> str:
+    """'' when bench/peer/node_modules matches package-lock.json, else why it does not."""
+    try:
+        pkg = json.loads((PEER_DIR / "package.json").read_text())
+        lock = json.loads((PEER_DIR / "package-lock.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"cannot read bench/peer/package.json or package-lock.json: {exc}")
+    hidden_path = PEER_DIR / "node_modules" / ".package-lock.json"
+    if not hidden_path.is_file():
+        return "node_modules is missing"
+    try:
+        hidden = json.loads(hidden_path.read_text())
+    except (OSError, ValueError):
+        return "node_modules/.package-lock.json is unreadable"
+    root = lock.get("packages", {}).get("", {})
+    if root.get("dependencies", {}) != pkg.get("dependencies", {}):
+        return "package.json and package-lock.json disagree (npm ci will say more)"
+    want = {k: v for k, v in lock.get("packages", {}).items() if k}
+    have = hidden.get("packages", {})
+    for k, v in want.items():
+        h = have.get(k)
+        if h is None:
+            if v.get("optional"):
+                continue
+            return f"{k} is not installed"
+        if h.get("version") != v.get("version"):
+            return f"{k} is {h.get('version')}, the lock file wants {v.get('version')}"
+        if not (PEER_DIR / k / "package.json").is_file():
+            return f"{k}/package.json is missing"
+    extra = set(have) - set(want)
+    if extra:
+        return f"node_modules has packages the lock file does not list: {sorted(extra)[:3]}"
+    return ""
+
+
+def ensure_peer_deps() -> None:
+    why = peer_deps_status()
+    if not why:
+        log("== Peer: bench/peer/node_modules is up to date with package-lock.json "
+            "(npm ci skipped)")
+        return
+    npm = shutil.which("npm")
+    if not npm:
+        raise BenchError(f"npm not found, and the peer needs `npm ci` ({why})")
+    log(f"== Peer: npm ci --silent in bench/peer ({why})")
+    t0 = time.perf_counter()
+    try:
+        r = subprocess.run([npm, "ci", "--silent", "--no-audit", "--no-fund"], cwd=PEER_DIR,
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError("npm ci in bench/peer did not finish within 600 s") from exc
+    if r.returncode != 0:
+        raise BenchError(f"npm ci in bench/peer failed ({r.returncode}):\n"
+                         f"{(r.stderr or r.stdout)[-2000:]}")
+    why = peer_deps_status()
+    if why:
+        raise BenchError(f"after npm ci, bench/peer/node_modules is still not right: {why}")
+    log(f"  done in {time.perf_counter() - t0:.0f} s")
+
+
+def peer_scenario(args: argparse.Namespace, tmp: Path, pidfile: Path | None) -> ServerRun:
+    port = free_port()
+    secret = secrets.token_urlsafe(24)
+    auth = basic_auth(PEER_CLIENT_ID, secret)
+    lp = tmp / "peer.log"
+    srv = peer_server(port, secret, lp, pidfile)
+    version = "?"
+    try:
+        version = json.loads((PEER_DIR / "node_modules" / "oidc-provider" / "package.json")
+                             .read_text()).get("version", "?")
+    except (OSError, ValueError):
+        pass
+    node_v = subprocess.run([srv.argv[0], "--version"], capture_output=True, text=True,
+                            timeout=10).stdout.strip()
+    name = "peer (oidc-provider)"
+    args.peer_version = f"oidc-provider {version} on node {node_v}, bench/peer/server.mjs"
+    log(f"\n== Peer: oidc-provider {version} on node {node_v}, http://{HOST}:{port}, "
+        f"client {PEER_CLIENT_ID} with a random secret")
+
+    def probe(server: Server, token: str) -> str:
+        # Introspection is enabled in the peer, but it refuses JWT access tokens; show its answer.
+        st, body = http_request(server.port, "POST", "/token/introspection",
+                                body=urllib.parse.urlencode({"token": token}),
+                                headers={"Authorization": auth,
+                                         "Content-Type": "application/x-www-form-urlencoded"})
+        note = (f"POST /token/introspection of its own JWT access token answered {st}: "
+                f"{body[:160].decode(errors='replace')}")
+        log(f"  {note}")
+        return note
+
+    run = load_scenario(args, "peer", name, srv, auth, token_path="/token",
+                        introspect_path=None, probe=probe)
+    if b"ready http://" not in lp.read_bytes():
+        run.notes.append("! the peer did not print its 'ready http://...' line")
+    tl = tail(lp, 5)
+    if "server_error" in tl:
+        run.notes.append(f"peer log: {tl}")
+    return run
+
+
+# --------------------------------------------------------------------------------------------
+# Load average gate, machine info, summary.
+
+
+def wait_for_quiet(args: argparse.Namespace) -> str:
+    """Waits (polling every 30 s, at most --load-wait s) for the 1-minute load average to drop
+    to --max-load. Returns a line for the summary."""
+    first = loadavg_str()
+    la1 = loadavg()[0]
+    if la1 <= args.max_load:
+        log(f"== Load average {first} (1-min {la1:.2f} <= {args.max_load}); going ahead")
+        return f"{first} (<= {args.max_load}, no wait)"
+    log(f"== Load average {first}: 1-min {la1:.2f} > {args.max_load}; waiting up to "
+        f"{args.load_wait:.0f} s for it to drop (polling every 30 s)")
+    t0 = time.monotonic()
+    while la1 > args.max_load and time.monotonic() - t0 < args.load_wait:
+        time.sleep(min(30.0, max(args.load_wait - (time.monotonic() - t0), 1.0)))
+        la1 = loadavg()[0]
+        log(f"  {time.monotonic() - t0:.0f} s: load average {loadavg_str()}")
+    waited = time.monotonic() - t0
+    now = loadavg_str()
+    if la1 <= args.max_load:
+        log(f"  dropped to {la1:.2f} after {waited:.0f} s; going ahead")
+        return f"{first} at first, {now} after waiting {waited:.0f} s"
+    log(f"  !! still {la1:.2f} after {waited:.0f} s; going ahead anyway (figures understated)")
+    return f"{first} at first, still {now} after waiting {waited:.0f} s (NOT quiet)"
 
 
 def machine_info(binary: Path) -> dict[str, str]:
@@ -482,8 +846,6 @@ def machine_info(binary: Path) -> dict[str, str]:
     except OSError:
         pass
     info["kernel"] = platform.release()
-    with open("/proc/loadavg") as f:
-        info["loadavg_at_start"] = " ".join(f.read().split()[:3])
 
     def cmd_out(cmd: list[str], cwd: Path | None = None) -> str:
         try:
@@ -506,86 +868,198 @@ def machine_info(binary: Path) -> dict[str, str]:
 
 
 def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
+    return "met" if ok else "MISSED"
 
 
-def summary(args: argparse.Namespace, info: dict[str, str], ready: list[float],
-            ready_logged: list[int], runs: list[ServerRun]) -> bool:
-    main = runs[0]
-    rows: list[tuple[str, str, str, str]] = []
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b <= 0:
+        return None
+    return a / b
 
-    def load_rows(res: LoadResult, what: str, target: float) -> None:
-        errs = res.errors
-        rate = f"{res.rps:,.0f}/s"
-        v = verdict(res.rps >= target)
-        if errs:
-            rate += f"  ({errs} ERRORS, {res.good_rps:,.0f}/s good)"
-            v = "ERROR"
-        rows.append((what, rate, f">= {target:,.0f}/s", v))
-        rows.append((f"  p50 latency ({args.connections} conn)", f"{res.p50_ms:.2f} ms", "", ""))
-        rows.append((f"  p99 latency ({args.connections} conn)", f"{res.p99_ms:.2f} ms",
-                     f"< {TARGET_P99_MS:.0f} ms", verdict(res.p99_ms < TARGET_P99_MS)))
 
-    load_rows(main.token, "client_credentials grants", TARGET_GRANTS)
-    load_rows(main.introspect, "introspections", TARGET_INTROSPECT)
-    rows.append(("idle RSS (VmRSS)", f"{main.idle_rss_mib:.1f} MiB",
-                 f"< {TARGET_IDLE_RSS_MIB:.0f} MB", verdict(main.idle_rss_mib < TARGET_IDLE_RSS_MIB)))
-    rows.append(("peak RSS under load (VmHWM)", f"{main.peak_rss_mib:.1f} MiB", "-", ""))
-    med = statistics.median(ready)
-    rows.append((f"start-up to ready (median of {len(ready)})", f"{med:.1f} ms",
-                 f"< {TARGET_READY_MS:.0f} ms", verdict(med < TARGET_READY_MS)))
+def fmt_ratio(r: float | None) -> str:
+    return "n/a" if r is None else f"{r:.2f}x"
 
-    w = [max(len(r[i]) for r in rows + [("metric", "measured", "target", "")]) for i in range(4)]
+
+def render_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    w = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     line = "+-" + "-+-".join("-" * x for x in w) + "-+"
-    out = ["", "=" * 78, "Zarish Sphere Auth benchmark summary", "=" * 78]
+    out = [line, "| " + " | ".join(h.ljust(w[i]) for i, h in enumerate(header)) + " |", line]
+    for r in rows:
+        if r and r[0] == "--":
+            out.append(line)
+            continue
+        out.append("| " + " | ".join(c.ljust(w[i]) for i, c in enumerate(r)) + " |")
+    out.append(line)
+    return out
+
+
+@dataclass
+class Target:
+    what: str
+    measured: str
+    ok: bool | None  # None: could not be evaluated
+
+
+def targets(runs: dict[str, ServerRun]) -> list[Target]:
+    t: list[Target] = []
+    sq, pg, peer = runs.get("sqlite"), runs.get("pg"), runs.get("peer")
+    if sq:
+        t.append(Target(f"ours (SQLite) grants/s >= {TARGET_GRANTS:,.0f}",
+                        f"{sq.token.rps:,.0f}/s", sq.token.rps >= TARGET_GRANTS))
+        if sq.introspect:
+            t.append(Target(f"ours (SQLite) introspections/s >= {TARGET_INTROSPECT:,.0f}",
+                            f"{sq.introspect.rps:,.0f}/s",
+                            sq.introspect.rps >= TARGET_INTROSPECT))
+        t.append(Target(f"ours (SQLite) grants p99 < {TARGET_P99_MS:.0f} ms",
+                        f"{sq.token.p99_ms:.2f} ms", sq.token.p99_ms < TARGET_P99_MS))
+        if sq.introspect:
+            t.append(Target(f"ours (SQLite) introspection p99 < {TARGET_P99_MS:.0f} ms",
+                            f"{sq.introspect.p99_ms:.2f} ms",
+                            sq.introspect.p99_ms < TARGET_P99_MS))
+        t.append(Target(f"ours (SQLite) idle RSS < {TARGET_IDLE_RSS_MIB:.0f} MB",
+                        f"{sq.idle_rss_mib:.1f} MiB", sq.idle_rss_mib < TARGET_IDLE_RSS_MIB))
+        med = statistics.median(sq.ready_ms)
+        t.append(Target(f"ours (SQLite) start-up to ready < {TARGET_READY_MS:.0f} ms",
+                        f"{med:.1f} ms (median)", med < TARGET_READY_MS))
+    for key, label in (("sqlite", "SQLite"), ("pg", "PostgreSQL")):
+        r = runs.get(key)
+        q = ratio(r.token.rps if r else None, peer.token.rps if peer else None)
+        t.append(Target(f"ours ({label}) grants/s >= {TARGET_VS_PEER:.0f}x peer",
+                        fmt_ratio(q), None if q is None else q >= TARGET_VS_PEER))
+    q = ratio(sq.token.rps if sq else None, pg.token.rps if pg else None)
+    t.append(Target(f"grants/s SQLite/PostgreSQL <= {TARGET_SQLITE_OVER_PG:.0f}",
+                    fmt_ratio(q), None if q is None else q <= TARGET_SQLITE_OVER_PG))
+    q = ratio(sq.introspect.rps if sq and sq.introspect else None,
+              pg.introspect.rps if pg and pg.introspect else None)
+    t.append(Target(f"introspections/s SQLite/PostgreSQL <= {TARGET_SQLITE_OVER_PG:.0f}",
+                    fmt_ratio(q), None if q is None else q <= TARGET_SQLITE_OVER_PG))
+    return t
+
+
+def summary(args: argparse.Namespace, info: dict[str, str], runs: dict[str, ServerRun],
+            extra_runs: list[ServerRun], failures: dict[str, str]) -> tuple[bool, bool]:
+    """Prints the summary; returns (no load errors, every target met)."""
+    cols = [("sqlite", "ours (SQLite)"), ("pg", "ours (PostgreSQL)"),
+            ("peer", "peer (oidc-provider)")]
+
+    def cell(key: str, fn) -> str:
+        r = runs.get(key)
+        if r is None:
+            return "FAILED" if key in failures else "skipped"
+        v = fn(r)
+        return "n/a" if v is None else v
+
+    def rate(res: LoadResult | None) -> str | None:
+        if res is None:
+            return None
+        s = f"{res.rps:,.0f}/s"
+        if res.errors:
+            s += f" ({res.errors} ERRORS, {res.good_rps:,.0f}/s good)"
+        return s
+
+    nointro = "n/a (refuses JWT)"
+    rows: list[tuple[str, ...]] = [
+        ("client_credentials grants/s",
+         *[cell(k, lambda r: rate(r.token)) for k, _ in cols]),
+        ("  grants p50", *[cell(k, lambda r: f"{r.token.p50_ms:.2f} ms") for k, _ in cols]),
+        ("  grants p99", *[cell(k, lambda r: f"{r.token.p99_ms:.2f} ms") for k, _ in cols]),
+        ("introspections/s",
+         *[cell(k, lambda r: rate(r.introspect) if r.introspect else nointro)
+           for k, _ in cols]),
+        ("  introspection p50",
+         *[cell(k, lambda r: f"{r.introspect.p50_ms:.2f} ms" if r.introspect else nointro)
+           for k, _ in cols]),
+        ("  introspection p99",
+         *[cell(k, lambda r: f"{r.introspect.p99_ms:.2f} ms" if r.introspect else nointro)
+           for k, _ in cols]),
+        ("idle RSS (VmRSS)", *[cell(k, lambda r: f"{r.idle_rss_mib:.1f} MiB") for k, _ in cols]),
+        ("peak RSS (VmHWM)", *[cell(k, lambda r: f"{r.peak_rss_mib:.1f} MiB") for k, _ in cols]),
+        ("start-up to ready",
+         *[cell(k, lambda r: f"{statistics.median(r.ready_ms):.1f} ms "
+                             f"({r.ready_note.split(';')[0]})") for k, _ in cols]),
+        ("server CPU during grants",
+         *[cell(k, lambda r: f"{r.token.server_cores:.2f} cores"
+                + (f" + pg {r.token.db_cores:.2f}" if r.key == "pg" else ""))
+           for k, _ in cols]),
+        ("bad answers / socket errors",
+         *[cell(k, lambda r: " + ".join(f"{x.bad}/{x.sock_errors}"
+                                        for x in (r.token, r.introspect) if x is not None))
+           for k, _ in cols]),
+        ("load average before", *[cell(k, lambda r: r.loadavg_before) for k, _ in cols]),
+    ]
+
+    sq, pg, peer = runs.get("sqlite"), runs.get("pg"), runs.get("peer")
+    ratio_rows: list[tuple[str, ...]] = [
+        ("ours (SQLite) / peer, grants/s",
+         fmt_ratio(ratio(sq.token.rps if sq else None, peer.token.rps if peer else None))),
+        ("ours (PostgreSQL) / peer, grants/s",
+         fmt_ratio(ratio(pg.token.rps if pg else None, peer.token.rps if peer else None))),
+        ("PostgreSQL / SQLite, grants/s",
+         fmt_ratio(ratio(pg.token.rps if pg else None, sq.token.rps if sq else None))),
+        ("PostgreSQL / SQLite, introspections/s",
+         fmt_ratio(ratio(pg.introspect.rps if pg and pg.introspect else None,
+                         sq.introspect.rps if sq and sq.introspect else None))),
+    ]
+
+    tg = targets(runs)
+    target_rows = [(x.what, x.measured,
+                    "n/a" if x.ok is None else verdict(x.ok)) for x in tg]
+
+    out = ["", "=" * 96, "Zarish Sphere Auth benchmark summary: ours (SQLite), ours (PostgreSQL), "
+           "peer (oidc-provider)", "=" * 96]
     for k in ("date", "commit_at_build", "commit", "binary", "cpu", "nproc", "memory", "kernel",
-              "loadavg_at_start", "wrk"):
+              "loadavg", "postgresql", "peer", "wrk"):
         if k in info:
             out.append(f"  {k:<17} {info[k]}")
     out.append(f"  {'load':<17} wrk -t{args.threads} -c{args.connections} -d{args.duration}s "
-               f"--latency, wrk and server on the same {os.cpu_count()} cores, loopback")
-    out.append(f"  {'server':<17} {main.name}")
+               f"--latency -s bench/token.lua (and introspect.lua), after {args.warmup} s "
+               f"warm-up; wrk and servers share the same {os.cpu_count()} cores, loopback")
     out.append("")
-    out.append(line)
-    out.append("| " + " | ".join(h.ljust(w[i]) for i, h in
-                                  enumerate(("metric", "measured", "target", ""))) + " |")
-    out.append(line)
-    for r in rows:
-        out.append("| " + " | ".join(c.ljust(w[i]) for i, c in enumerate(r)) + " |")
-    out.append(line)
-    out.append(f"  start-up samples (ms, spawn to first /ready 200): "
-               + ", ".join(f"{x:.1f}" for x in ready)
-               + (f"; server's own startup_ms: {', '.join(map(str, ready_logged))}"
-                  if ready_logged else ""))
+    out.extend(render_table(("metric", *[c[1] for c in cols]), rows))
+    out.append("  Introspection is not comparable: oidc-provider refuses to introspect JWT access "
+               "tokens (they are not stored).")
+    out.append("")
+    out.extend(render_table(("ratio", "value"), ratio_rows))
+    out.append("")
+    out.extend(render_table(("target", "measured", "verdict"), target_rows))
+
     out.append("")
     out.append("  Per run (req/s | p50 | p99 | max | bad answers | socket errors | "
-               "CPU server/wrk/other cores | log B/req):")
-    for run in runs:
+               "CPU cores server/postgres/wrk/other | log B/req):")
+    for run in [*runs.values(), *extra_runs]:
         for res in (run.token, run.introspect):
-            se = sum(res.socket_errors.values())
+            if res is None:
+                continue
             out.append(
-                f"    {run.name:<26} {res.label:<10} {res.rps:>9,.0f} | {res.p50_ms:6.2f} ms | "
-                f"{res.p99_ms:6.2f} ms | {res.max_ms:7.2f} ms | {res.bad:>6} | {se:>4} | "
-                f"{res.server_cores:.2f}/{res.wrk_cores:.2f}/{res.other_cores:.2f} | "
-                f"{res.log_bytes / max(res.requests, 1):.0f}")
-        out.append(f"    {run.name:<26} RSS idle {run.idle_rss_mib:.1f} MiB, "
+                f"    {run.name:<30} {res.label:<10} {res.rps:>9,.0f} | "
+                f"{res.p50_ms:6.2f} ms | {res.p99_ms:6.2f} ms | {res.max_ms:7.2f} ms | "
+                f"{res.bad:>6} | {res.sock_errors:>4} | "
+                f"{res.server_cores:.2f}/{res.db_cores:.2f}/{res.wrk_cores:.2f}/"
+                f"{res.other_cores:.2f} | {res.log_bytes / max(res.requests, 1):.0f}")
+        out.append(f"    {run.name:<30} RSS idle {run.idle_rss_mib:.1f} MiB, "
                    f"peak {run.peak_rss_mib:.1f} MiB, after load {run.rss_after_mib:.1f} MiB, "
-                   f"{run.threads} threads")
-    if len(runs) > 1:
-        a, b = runs[0], runs[1]
+                   f"{run.threads} threads; start-up {run.ready_note}")
+        for n in run.notes:
+            out.append(f"      {n}")
+    if sq and sq.introspect and extra_runs and extra_runs[0].introspect:
+        b = extra_runs[0]
         out.append("")
-        out.append("  Cost of the per-request log line (default logging vs ZARISH_LOG=warn): "
-                   f"grants {a.token.rps:,.0f} vs {b.token.rps:,.0f}/s "
-                   f"({pct(a.token.rps, b.token.rps)}), introspections "
-                   f"{a.introspect.rps:,.0f} vs {b.introspect.rps:,.0f}/s "
-                   f"({pct(a.introspect.rps, b.introspect.rps)})")
-    busy = max(r.other_cores for run in runs for r in (run.token, run.introspect))
+        out.append("  Cost of the per-request log line (SQLite, default logging vs "
+                   f"ZARISH_LOG=warn): grants {sq.token.rps:,.0f} vs {b.token.rps:,.0f}/s "
+                   f"({pct(sq.token.rps, b.token.rps)}), introspections "
+                   f"{sq.introspect.rps:,.0f} vs {b.introspect.rps:,.0f}/s "
+                   f"({pct(sq.introspect.rps, b.introspect.rps)})")
+    all_runs = [*runs.values(), *extra_runs]
+    results = [r for run in all_runs for r in (run.token, run.introspect) if r is not None]
+    busy = max((r.other_cores for r in results), default=0.0)
     if busy > 0.25:
         out.append("")
         out.append(f"  !! The machine was not quiet: other processes used up to {busy:.2f} of "
-                   f"{os.cpu_count()} cores during the load runs (load average at start "
-                   f"{info.get('loadavg_at_start', '?')}); throughput and latency are understated.")
-    errors = [(run.name, r) for run in runs for r in (run.token, run.introspect) if r.errors]
+                   f"{os.cpu_count()} cores during the load runs; throughput and latency are "
+                   f"understated.")
+    errors = [(run.name, r) for run in all_runs for r in (run.token, run.introspect)
+              if r is not None and r.errors]
     if errors:
         out.append("")
         for name, r in errors:
@@ -593,22 +1067,20 @@ def summary(args: argparse.Namespace, info: dict[str, str], ready: list[float],
                        f"{r.first_bad_status}), {r.unexpected_body} without expected body, "
                        f"socket errors {r.socket_errors}; wrk 'Non-2xx or 3xx': "
                        f"{r.wrk_non2xx_line or 0}; sample: {r.bad_sample}")
-    out.append("=" * 78)
+    if failures:
+        out.append("")
+        for k, msg in failures.items():
+            out.append(f"  !! {k} scenario FAILED: {msg.splitlines()[0] if msg else ''}")
+    out.append("=" * 96)
     log("\n".join(out))
-    return not errors
+    all_met = all(x.ok for x in tg if x.ok is not None) and not any(x.ok is None for x in tg)
+    return not errors, all_met
 
 
 def pct(base: float, other: float) -> str:
     if base <= 0:
         return "n/a"
     return f"{(other - base) / base * 100:+.0f}% without the request log"
-
-
-def all_targets_met(ready: list[float], run: ServerRun) -> bool:
-    return (run.token.rps >= TARGET_GRANTS and run.introspect.rps >= TARGET_INTROSPECT
-            and run.token.p99_ms < TARGET_P99_MS and run.introspect.p99_ms < TARGET_P99_MS
-            and run.idle_rss_mib < TARGET_IDLE_RSS_MIB
-            and statistics.median(ready) < TARGET_READY_MS)
 
 
 def main() -> int:
@@ -621,8 +1093,20 @@ def main() -> int:
     ap.add_argument("--starts", type=int, default=5, help="timed restarts for start-up time")
     ap.add_argument("--settle", type=float, default=1.0, help="seconds before idle RSS")
     ap.add_argument("--ready-timeout", type=float, default=60.0)
+    ap.add_argument("--log-compare", action="store_true",
+                    help="also run SQLite with ZARISH_LOG=warn to show the request log's cost")
     ap.add_argument("--no-quiet-run", action="store_true",
-                    help="skip the second load run with ZARISH_LOG=warn")
+                    help=argparse.SUPPRESS)  # the old opt-out; the ZARISH_LOG=warn run is now off
+    ap.add_argument("--no-pg", action="store_true", help="skip ours on PostgreSQL")
+    ap.add_argument("--no-peer", action="store_true", help="skip the peer (oidc-provider)")
+    ap.add_argument("--pg-port", type=int, default=5432, help="PostgreSQL port on 127.0.0.1")
+    ap.add_argument("--pg-user", default="root")
+    ap.add_argument("--pg-admin-db", default="test",
+                    help="database psql connects to for CREATE/DROP DATABASE")
+    ap.add_argument("--max-load", type=float, default=1.5,
+                    help="wait until the 1-minute load average is at most this")
+    ap.add_argument("--load-wait", type=float, default=600.0,
+                    help="longest wait (s) for --max-load; then go ahead anyway")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
     ap.add_argument("--strict", action="store_true", help="exit 3 when a target is missed")
     args = ap.parse_args()
@@ -630,58 +1114,79 @@ def main() -> int:
     if not args.binary.is_file():
         raise BenchError(f"no binary at {args.binary}")
     pidfile = Path(os.environ["BENCH_PIDFILE"]) if os.environ.get("BENCH_PIDFILE") else None
+    dbfile = Path(os.environ["BENCH_PGDB_FILE"]) if os.environ.get("BENCH_PGDB_FILE") else None
 
-    info = machine_info(args.binary)
     tmp = Path(tempfile.mkdtemp(prefix="zarish-bench-"))
-    data_dir = tmp / "data"
-    port = free_port()
+    db = PgDatabase(args, dbfile)
     ok = False
+    failures: dict[str, str] = {}
     try:
-        log(f"== Data: {data_dir}, server at http://{HOST}:{port}, logs in {tmp}")
-        t0 = time.perf_counter()
-        srv = started(Server(args.binary, data_dir, port, tmp / "server-create.log", {}, pidfile))
-        create_ms = srv.wait_ready(args.ready_timeout)
-        stop(srv)
-        log(f"  first start (creates database, keys, demo data): ready after {create_ms:.0f} ms, "
-            f"stopped after {(time.perf_counter() - t0) * 1000:.0f} ms in all")
-        client_id, secret, scope = demo_backend(data_dir)
-        auth = basic_auth(client_id, secret)
-        log(f"  client {client_id}, scope {scope!r}")
+        log(f"== Temp dir (data, server logs): {tmp}")
+        if not args.no_peer:
+            try:
+                ensure_peer_deps()
+            except BenchError as exc:
+                failures["peer"] = str(exc)
+                log(f"  !! peer set-up failed: {exc}")
+        info = machine_info(args.binary)
+        info["loadavg"] = wait_for_quiet(args)
 
-        log(f"\n== Start-up time to ready on existing data ({args.starts} starts, "
-            f"polling /ready every 3 ms)")
-        ready: list[float] = []
-        ready_logged: list[int] = []
-        for i in range(args.starts):
-            lp = tmp / f"server-start{i}.log"
-            srv = started(Server(args.binary, data_dir, port, lp, {}, pidfile))
-            ms = srv.wait_ready(args.ready_timeout)
-            stop(srv)
-            ready.append(ms)
-            m = re.search(r"startup_ms[=:\"]+(\d+)", lp.read_text(errors="replace"))
-            if m:
-                ready_logged.append(int(m.group(1)))
-            log(f"  start {i + 1}: {ms:.1f} ms" + (f" (server logs startup_ms={m.group(1)})"
-                                                   if m else ""))
-        log(f"  median {statistics.median(ready):.1f} ms")
+        runs: dict[str, ServerRun] = {}
+        extra: list[ServerRun] = []
+        sq, sq_auth, sq_data = sqlite_scenario(args, tmp, pidfile)
+        runs["sqlite"] = sq
 
-        runs = [load_scenario(args, "default logging (info)", args.binary, data_dir, port, tmp,
-                              pidfile, {}, auth)]
-        if not args.no_quiet_run:
-            runs.append(load_scenario(args, "ZARISH_LOG=warn", args.binary, data_dir, port, tmp,
-                                      pidfile, {"ZARISH_LOG": "warn"}, auth))
+        if not args.no_pg:
+            try:
+                runs["pg"] = pg_scenario(args, tmp, pidfile, db)
+                info["postgresql"] = f"{HOST}:{args.pg_port}, database {db.name} (dropped)"
+            except BenchError as exc:
+                failures["PostgreSQL"] = str(exc)
+                log(f"\n  !! PostgreSQL scenario failed: {exc}")
+            finally:
+                stop_all()
+                try:
+                    db.drop()
+                except BenchError as exc:
+                    failures["PostgreSQL drop"] = str(exc)
+                    log(f"  !! could not drop database {db.name}: {exc}")
 
-        clean = summary(args, info, ready, ready_logged, runs)
-        ok = clean
+        if not args.no_peer and "peer" not in failures:
+            try:
+                runs["peer"] = peer_scenario(args, tmp, pidfile)
+                info["peer"] = getattr(args, "peer_version", "?")
+            except BenchError as exc:
+                failures["peer"] = str(exc)
+                log(f"\n  !! peer scenario failed: {exc}")
+            finally:
+                stop_all()
+
+        if args.log_compare:
+            extra.append(load_scenario(
+                args, "sqlite-warn", "ours (SQLite, ZARISH_LOG=warn)",
+                zarish_server(args.binary, sq_data, free_port(), tmp / "sqlite-warn.log",
+                              pidfile, {"ZARISH_LOG": "warn"}),
+                sq_auth))
+
+        clean, all_met = summary(args, info, runs, extra, failures)
+        ok = clean and not failures
+        if failures:
+            log("RESULT: a scenario could not run (see above); its column is missing.")
+            return 1
         if not clean:
             log("RESULT: load runs had errors; the throughput figures above are not valid.")
             return 2
-        if args.strict and not all_targets_met(ready, runs[0]):
+        if args.strict and not all_met:
             log("RESULT: completed; some targets missed (--strict).")
             return 3
+        log("RESULT: completed; every load run had only good answers.")
         return 0
     finally:
         stop_all()
+        try:
+            db.drop()
+        except BenchError as exc:
+            log(f"  !! could not drop database {db.name}: {exc}")
         if ok and not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
         else:

@@ -245,16 +245,23 @@ fn settings(cli: &Cli, serve: Option<&ServeArgs>) -> Result<Settings, CliError> 
     Ok(Settings::resolve(file, overrides)?)
 }
 
-fn init_logging(format: LogFormat) {
+/// Sets up logging to stdout. Lines are written by a background thread, so a request never waits
+/// on the terminal or pipe; when that thread falls behind, requests wait rather than lines being
+/// dropped. The returned guard flushes what is left when it is dropped, at exit.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ZARISH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(writer);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.with_ansi(false).init(),
     }
+    guard
 }
 
 /// Administrative commands work on an existing deployment: they refuse to create an empty store
@@ -287,7 +294,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match &cli.command {
         Command::Serve(args) => {
             let settings = settings(&cli, Some(args))?;
-            init_logging(settings.log_format);
+            let _flush_on_exit = init_logging(settings.log_format);
             server::serve(settings, args.demo).await?;
         }
         Command::Org(OrgCommand::Add { id, name, country }) => {

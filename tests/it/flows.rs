@@ -345,8 +345,17 @@ async fn discovery_documents_describe_the_server(backend: Backend) {
 async fn logs_hold_no_secrets_after_a_full_sign_in(backend: Backend) {
     let server = TestServer::start(backend).await;
     let tokens = code_flow(&server, "demo-web", "clinician", "openid offline_access").await;
-    let log = server.log();
-    assert!(log.contains("zarish::request"), "request lines are logged");
+    // Log lines are written by a background thread: wait (bounded) for the token request's line.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut log = server.log();
+    while !log.contains("route=\"/token\"") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        log = server.log();
+    }
+    assert!(
+        log.contains("zarish::request") && log.contains("route=\"/token\""),
+        "request lines are logged"
+    );
     let secrets = [
         server.password("clinician"),
         server.client_secret("demo-web").expect("secret"),
