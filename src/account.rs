@@ -20,6 +20,16 @@ use crate::throttle::{self, Verdict};
 
 /// How recent a second factor must be for the step-up API (seconds).
 pub const STEP_UP_MAX_AGE: i64 = 300;
+/// The scope a token needs to manage its user's account through the API.
+pub const ACCOUNT_SCOPE: &str = "account";
+
+fn role_requires_factor() -> Response {
+    let body = json!({
+        "error": "access_denied",
+        "error_description": "this role must use a second factor; an administrator can reset it",
+    });
+    (StatusCode::FORBIDDEN, Json(body)).into_response()
+}
 
 /// Why an account request failed.
 #[derive(Debug)]
@@ -166,6 +176,7 @@ async fn guarded<T>(
     check: impl std::future::Future<Output = Result<Option<T>, FactorError>>,
 ) -> Result<Result<Option<T>, Response>, AccountError> {
     let ip = throttle::client_ip(peer, headers, &state.settings.trusted_proxies);
+    let _attempt = state.attempts.acquire(&ip, &user.username).await;
     if let Verdict::RetryAfter(s) = throttle::check(state, &ip, &user.username).await? {
         return Ok(Err(pages::too_many_attempts(s)));
     }
@@ -331,9 +342,11 @@ pub async fn end_session(
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// `DELETE /api/account/mfa`: removes the caller's second factor. A bearer token alone is not
-/// enough: the sign-in behind it must have used a second factor within the last five minutes,
-/// else the answer tells the client to step up (RFC 9470 `insufficient_user_authentication`).
+/// `DELETE /api/account/mfa`: removes the caller's second factor. The token must carry the
+/// `account` scope (403 `insufficient_scope` otherwise), and the sign-in behind it must have used
+/// a second factor within the last five minutes, else the answer tells the client to step up
+/// (RFC 9470 `insufficient_user_authentication`). Users of a role that requires a second factor
+/// cannot remove theirs at all (only `zarish user reset-mfa` can).
 pub async fn api_disable_mfa(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let result = async {
         let token = bearer_token(&headers)?.ok_or(BearerError::Missing)?;
@@ -358,6 +371,9 @@ pub async fn api_disable_mfa(State(state): State<AppState>, headers: HeaderMap) 
             .await
             .map_err(|e| BearerError::Internal(e.into()))?
             .ok_or(BearerError::InvalidToken)?;
+        if state.settings.mfa_required_roles.contains(&user.role) {
+            return Ok(role_requires_factor());
+        }
         factors::remove(&state, &user).await.map_err(internal)?;
         Ok(Json(json!({ "mfa": "disabled" })).into_response())
     }

@@ -356,7 +356,7 @@ pub async fn create_demo(
         });
     }
 
-    let user_scope = "openid profile email address phone offline_access fhirUser launch/patient \
+    let user_scope = "openid profile email address phone offline_access account fhirUser launch/patient \
                       patient/Patient.read patient/Observation.read user/Patient.read \
                       user/Observation.read user/Encounter.read";
     let specs = [

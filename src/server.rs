@@ -128,6 +128,7 @@ pub async fn prepare(
         hash_key: ctx.hash_key.clone(),
         passwords,
         clients: Arc::default(),
+        attempts: Arc::default(),
         store_healthy: Arc::new(std::sync::atomic::AtomicBool::new(true)),
     })
 }

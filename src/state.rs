@@ -28,6 +28,8 @@ pub struct AppState {
     pub passwords: PasswordHasherPool,
     /// Recently read client registrations.
     pub clients: Arc<crate::clients::ClientCache>,
+    /// Serializes sign-in attempts per address and username on this node.
+    pub attempts: Arc<crate::throttle::AttemptLocks>,
     /// Whether the store answered its last health check. Token issuance refuses (503) while it
     /// does not, even for requests that cached data could serve: fail closed.
     pub store_healthy: Arc<std::sync::atomic::AtomicBool>,

@@ -3,13 +3,16 @@
 //!
 //! - Address: `ip_failure_limit` failures (password or second factor) within `ip_window` seconds
 //!   block the address from sign-in for `ip_block` seconds (defaults 5, 15 min, 15 min).
-//! - Account: the first `account_free_failures` failures cost nothing; after that each attempt
-//!   must wait 2^(n - free) seconds after the last failure, capped at `account_delay_cap` (30 s).
-//!   The count restarts after `account_reset_after` quiet seconds or a successful sign-in. The
-//!   cap is the trade-off: a stranger who fails on purpose can slow a real user down by at most
-//!   30 seconds per attempt, never lock them out, while a guesser gets about 120 tries an hour
-//!   per account (and five per address per 15 minutes). The counter is keyed by the typed
-//!   username, known or not, so the delay does not reveal which accounts exist.
+//! - Account: per typed username and client address, the first `account_free_failures` failures
+//!   cost nothing; after that each attempt must wait 2^(n - free) seconds after the last failure,
+//!   capped at `account_delay_cap` (30 s). The count restarts after `account_reset_after` quiet
+//!   seconds or a successful sign-in. Keying by username and address is the trade-off: a stranger
+//!   failing on purpose from elsewhere cannot slow the real user down at all, while a guesser
+//!   spread over many addresses is held only by the address block (five tries per address per 15
+//!   minutes). The key includes the typed username, known or not, so the delay does not reveal
+//!   which accounts exist.
+//! - Attempts of one address or username are serialized on each node ([`AttemptLocks`]), so that
+//!   a burst of parallel guesses is checked and counted one by one.
 //!
 //! The client address is the TCP peer, unless the peer is a configured trusted proxy: then the
 //! right-most `X-Forwarded-For` entry that is not itself a trusted proxy. A header from anyone
@@ -56,8 +59,64 @@ pub enum Verdict {
     RetryAfter(i64),
 }
 
-fn account_key(username: &str) -> String {
-    username.trim().to_lowercase()
+/// The per-account counter is kept per typed username *and* client address: a stranger who fails
+/// on purpose from elsewhere cannot slow the real user down, while one source guessing at one
+/// account meets the growing delay (and the address block).
+fn account_key(username: &str, ip: &str) -> String {
+    format!("{}|{ip}", username.trim().to_lowercase())
+}
+
+/// Striped locks that serialize sign-in attempts per client address and per username on this
+/// node, so that parallel guesses cannot all pass the check before any failure is recorded.
+/// Across nodes at most one attempt per node is in flight for the same address or username.
+pub struct AttemptLocks {
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl Default for AttemptLocks {
+    fn default() -> Self {
+        Self {
+            stripes: (0..256).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
+}
+
+impl std::fmt::Debug for AttemptLocks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AttemptLocks")
+    }
+}
+
+fn stripe(key: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() % 256) as usize
+}
+
+/// Held while one sign-in attempt is checked, verified and recorded.
+pub struct AttemptGuard<'a> {
+    _first: tokio::sync::MutexGuard<'a, ()>,
+    _second: Option<tokio::sync::MutexGuard<'a, ()>>,
+}
+
+impl AttemptLocks {
+    /// Waits for the attempt slot of `ip` and `username` (locks taken in index order).
+    pub async fn acquire(&self, ip: &str, username: &str) -> AttemptGuard<'_> {
+        let a = stripe(&format!("ip|{ip}"));
+        let b = stripe(&format!("user|{}", username.trim().to_lowercase()));
+        let (low, high) = if a <= b { (a, b) } else { (b, a) };
+        let first = self.stripes[low].lock().await;
+        let second = if high != low {
+            Some(self.stripes[high].lock().await)
+        } else {
+            None
+        };
+        AttemptGuard {
+            _first: first,
+            _second: second,
+        }
+    }
 }
 
 /// Checks the address block and the account delay before any password is looked at.
@@ -67,7 +126,11 @@ pub async fn check(state: &AppState, ip: &str, username: &str) -> Result<Verdict
     if let Some(until) = state.store.ip_blocked_until(ip, now).await? {
         return Ok(Verdict::RetryAfter((until - now).max(1)));
     }
-    if let Some(f) = state.store.account_failures(&account_key(username)).await? {
+    if let Some(f) = state
+        .store
+        .account_failures(&account_key(username, ip))
+        .await?
+    {
         let excess = f.failures - limits.account_free_failures;
         let quiet = now - f.last_failure >= limits.account_reset_after;
         if excess > 0 && !quiet {
@@ -95,7 +158,7 @@ pub async fn record_failure(
     let limits = state.settings.signin;
     state
         .store
-        .record_account_failure(&account_key(username), now, limits.account_reset_after)
+        .record_account_failure(&account_key(username, ip), now, limits.account_reset_after)
         .await?;
     let blocked = state
         .store
@@ -117,10 +180,10 @@ pub async fn record_failure(
 }
 
 /// Clears the account's count after a successful sign-in.
-pub async fn record_success(state: &AppState, username: &str) -> Result<(), StoreError> {
+pub async fn record_success(state: &AppState, ip: &str, username: &str) -> Result<(), StoreError> {
     state
         .store
-        .clear_account_failures(&account_key(username))
+        .clear_account_failures(&account_key(username, ip))
         .await
 }
 

@@ -128,6 +128,7 @@ pub async fn login_submit(
             return Err(malformed());
         }
         let ip = throttle::client_ip(peer, &headers, &state.settings.trusted_proxies);
+        let _attempt = state.attempts.acquire(&ip, username).await;
         if let Verdict::RetryAfter(seconds) = throttle::check(&state, &ip, username).await? {
             return Ok(pages::too_many_attempts(seconds));
         }
@@ -157,7 +158,7 @@ pub async fn login_submit(
         let enrolled = factors::is_enrolled(&state, &user).await?;
         let required = state.settings.mfa_required_roles.contains(&user.role);
         if !enrolled && !required && !request.acr_mfa {
-            let (cookie, next) = complete(&state, &client, &mut request, &rid, &user, "pwd").await?;
+            let (cookie, next) = complete(&state, &client, &mut request, &rid, &user, "pwd", &ip).await?;
             let mut response = see_other(&next);
             response.headers_mut().append(header::SET_COOKIE, cookie);
             return Ok(response);
@@ -184,9 +185,10 @@ async fn complete(
     rid: &str,
     user: &User,
     amr: &str,
+    ip: &str,
 ) -> Result<(HeaderValue, String), AuthorizeError> {
     let (_session, cookie) = session::start(state, &user.id, amr).await?;
-    throttle::record_success(state, &user.username).await?;
+    throttle::record_success(state, ip, &user.username).await?;
     tracing::info!(target: "zarish::security", client_id = %client.client_id, amr, "sign-in succeeded");
 
     drop_pending(state, rid).await?;
@@ -232,6 +234,7 @@ pub async fn otp_submit(
         let (params, client, mut request, rid) = pending_step(&state, &headers, params, true).await?;
         let user = password_verified_user(&state, &request).await?;
         let ip = throttle::client_ip(peer, &headers, &state.settings.trusted_proxies);
+        let _attempt = state.attempts.acquire(&ip, &user.username).await;
         if let Verdict::RetryAfter(seconds) = throttle::check(&state, &ip, &user.username).await? {
             return Ok(pages::too_many_attempts(seconds));
         }
@@ -248,7 +251,7 @@ pub async fn otp_submit(
             return Ok(with_cookie(pages::render(StatusCode::UNAUTHORIZED, &page), set));
         };
 
-        let (cookie, next) = complete(&state, &client, &mut request, &rid, &user, "pwd otp").await?;
+        let (cookie, next) = complete(&state, &client, &mut request, &rid, &user, "pwd otp", &ip).await?;
         let mut response = match proof {
             Proof::Totp => see_other(&next),
             Proof::BackupCode { remaining } => {
@@ -326,6 +329,7 @@ pub async fn enroll_submit(
             pending_step(&state, &headers, params, true).await?;
         let user = password_verified_user(&state, &request).await?;
         let ip = throttle::client_ip(peer, &headers, &state.settings.trusted_proxies);
+        let _attempt = state.attempts.acquire(&ip, &user.username).await;
         if let Verdict::RetryAfter(seconds) = throttle::check(&state, &ip, &user.username).await? {
             return Ok(pages::too_many_attempts(seconds));
         }
@@ -352,7 +356,7 @@ pub async fn enroll_submit(
         };
 
         let (cookie, next) =
-            complete(&state, &client, &mut request, &rid, &user, "pwd otp").await?;
+            complete(&state, &client, &mut request, &rid, &user, "pwd otp", &ip).await?;
         let page = BackupCodesPage {
             codes: codes.iter().map(|c| c.expose()).collect(),
             next: &next,

@@ -19,6 +19,7 @@ pub const SCOPES_SUPPORTED: &[&str] = &[
     "phone",
     "offline_access",
     "online_access",
+    "account",
     "fhirUser",
     "launch/patient",
     "patient/Patient.read",

@@ -97,7 +97,7 @@ async fn run(state: &AppState, headers: &HeaderMap, params: &Params) -> Result<R
         .await
         .map_err(unavailable)?;
     let hinted_session = match (&hint, &current) {
-        (Some(h), Some(s)) => h.sid.as_deref() == Some(s.id.as_str()) || h.sub == s.user_id,
+        (Some(h), Some(s)) => h.sid.as_deref() == Some(s.id.as_str()),
         _ => false,
     };
     let confirmed = params.get("confirm") == Some("yes")

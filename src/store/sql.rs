@@ -443,6 +443,7 @@ macro_rules! sql_store {
             async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeRedemption> {
                 let spent = sqlx::query(
                     "UPDATE authorization_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL \
+                     AND grant_id IN (SELECT id FROM grants WHERE revoked_at IS NULL) \
                      RETURNING code_hash, grant_id, client_id, redirect_uri, nonce, code_challenge, expires_at",
                 )
                 .bind(now)
@@ -473,7 +474,9 @@ macro_rules! sql_store {
                     code_challenge: row.try_get("code_challenge")?,
                     expires_at: row.try_get("expires_at")?,
                 };
-                let grant = sqlx::query("SELECT * FROM grants WHERE id = $1 AND revoked_at IS NULL")
+                // The UPDATE above decided: this request won. A replay that revokes the grant
+                // right after also revokes the tokens issued now, as RFC 6749 §4.1.2 asks.
+                let grant = sqlx::query("SELECT * FROM grants WHERE id = $1")
                     .bind(&code.grant_id)
                     .fetch_optional(&self.pool)
                     .await?;

@@ -182,13 +182,22 @@ async fn sign_in(
             ("response_type", "code"),
             ("client_id", "demo-web"),
             ("redirect_uri", WEB_REDIRECT),
-            ("scope", "openid offline_access"),
+            ("scope", "openid offline_access account"),
             ("code_challenge", challenge.as_str()),
             ("code_challenge_method", "S256"),
         ],
     )
     .expect("url");
-    let first = tab.get(url.as_str()).await;
+    let first = tab
+        .get(&format!(
+            "{url}{}",
+            if username == "analyst" {
+                "&acr_values=urn%3Azarish%3Aacr%3Amfa"
+            } else {
+                ""
+            }
+        ))
+        .await;
     let login = tab.get(first.location.as_deref().expect("login")).await;
     let after = tab
         .password(&login, username, &local.password(username))
@@ -721,7 +730,8 @@ async fn step_up_api_needs_a_fresh_second_factor(backend: Backend) {
     );
     assert!(challenge.contains("acr_values=\"urn:zarish:acr:mfa\""));
 
-    let (code, verifier, totp) = sign_in_enrolling(&local, &Tab::new(&local), "provider").await;
+    // analyst (no role requirement) enrols because the client asks for acr=mfa.
+    let (code, verifier, totp) = sign_in_enrolling(&local, &Tab::new(&local), "analyst").await;
     let totp = totp.expect("enrolled");
     let mfa = redeem(&local, &code, &verifier).await;
     let token = mfa["access_token"].as_str().expect("at").to_owned();
@@ -733,7 +743,7 @@ async fn step_up_api_needs_a_fresh_second_factor(backend: Backend) {
         "a second factor five minutes old is not fresh"
     );
 
-    let (code, verifier, _) = sign_in(&local, &Tab::new(&local), "provider", Some(&totp)).await;
+    let (code, verifier, _) = sign_in(&local, &Tab::new(&local), "analyst", Some(&totp)).await;
     let fresh = redeem(&local, &code, &verifier).await;
     let resp = call(fresh["access_token"].as_str().expect("at").to_owned())
         .await
@@ -742,7 +752,7 @@ async fn step_up_api_needs_a_fresh_second_factor(backend: Backend) {
     let user = local
         .state
         .store
-        .find_user_by_username("provider")
+        .find_user_by_username("analyst")
         .await
         .expect("store")
         .expect("user");
@@ -756,6 +766,14 @@ async fn step_up_api_needs_a_fresh_second_factor(backend: Backend) {
             .is_none(),
         "the factor is gone"
     );
+
+    // A role that requires a second factor cannot remove it, however fresh the sign-in.
+    let (code, verifier, _) = sign_in_enrolling(&local, &Tab::new(&local), "provider").await;
+    let provider = redeem(&local, &code, &verifier).await;
+    let resp = call(provider["access_token"].as_str().expect("at").to_owned())
+        .await
+        .expect("delete");
+    assert_eq!(resp.status(), 403);
 }
 
 async fn logout_ends_the_session_and_its_refresh_tokens(backend: Backend) {
@@ -809,7 +827,42 @@ async fn logout_ends_the_session_and_its_refresh_tokens(backend: Backend) {
     assert!(again.html.contains("name=\"password\""));
 }
 
+/// Thirty guesses sent at once from one address are checked one by one: only the first five
+/// are evaluated, the rest meet the block (they once all passed the check together).
+async fn parallel_guesses_cannot_outrun_the_block(backend: Backend) {
+    let local = Local::start(backend, "").await;
+    let tab = Tab::new(&local);
+    let page = tab.start(&[]).await;
+    let (rid, csrf) = (field(&page.html, "rid"), field(&page.html, "csrf_token"));
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let form = vec![
+                ("rid", rid.clone()),
+                ("csrf_token", csrf.clone()),
+                ("username", "orgadmin".to_owned()),
+                ("password", format!("guess-number-{i}")),
+            ];
+            let request = tab.http.post(local.url("/login")).form(&form).send();
+            tokio::spawn(async move { request.await.expect("post").status() })
+        })
+        .collect();
+    let mut evaluated = 0;
+    for task in tasks {
+        let status = task.await.expect("task");
+        assert!(
+            status == StatusCode::UNAUTHORIZED || status == StatusCode::TOO_MANY_REQUESTS,
+            "{status}"
+        );
+        evaluated += usize::from(status == StatusCode::UNAUTHORIZED);
+    }
+    assert!(
+        evaluated <= 4,
+        "{evaluated} guesses were evaluated before the block"
+    );
+}
+
 on_both_backends!(
+    parallel_guesses_cannot_outrun_the_block,
     mfa_required_role_enrols_before_any_token,
     amr_and_acr_follow_the_factors_used,
     totp_codes_are_single_use_and_the_window_is_one_step,
