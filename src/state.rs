@@ -77,6 +77,36 @@ impl AppState {
         }
     }
 
+    /// Reads a token presented to the revocation or introspection endpoint: one of our valid,
+    /// unexpired refresh or access tokens, or nothing.
+    pub async fn presented_token(&self, token: &str) -> Option<crate::tokens::Presented> {
+        use crate::tokens::{Expectation, Expiry, Presented, TokenKind};
+
+        let now = self.now();
+        let issuer = self.settings.issuer.as_str();
+        let refresh = Expectation {
+            kind: TokenKind::Refresh,
+            issuer,
+            audience: Some(issuer),
+            now,
+            expiry: Expiry::Enforce,
+        };
+        if let Ok(claims) = self.verify_token(token, refresh).await {
+            return Some(Presented::Refresh(claims));
+        }
+        let access = Expectation {
+            kind: TokenKind::Access,
+            issuer,
+            audience: Some(&self.settings.audience),
+            now,
+            expiry: Expiry::Enforce,
+        };
+        self.verify_token(token, access)
+            .await
+            .ok()
+            .map(Presented::Access)
+    }
+
     /// Reloads the key set unless that happened less than a second ago. Returns whether it did.
     async fn reload_keys_for_unknown_kid(&self) -> bool {
         let now = self.now();

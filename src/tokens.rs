@@ -223,6 +223,15 @@ pub struct IdClaims {
 }
 registered_claims!(IdClaims);
 
+/// A token a client presents for revocation or introspection, verified.
+#[derive(Debug, Clone)]
+pub enum Presented {
+    /// An access token.
+    Access(AccessClaims),
+    /// A refresh token.
+    Refresh(RefreshClaims),
+}
+
 /// The kinds of token the server verifies, each with its own header rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {

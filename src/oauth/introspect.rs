@@ -13,7 +13,7 @@ use crate::http::params::Params;
 use crate::oauth::client_auth;
 use crate::oauth::error::OAuthError;
 use crate::state::AppState;
-use crate::tokens::{self, AccessClaims, Expectation, Expiry, RefreshClaims, TokenKind};
+use crate::tokens::{self, Presented};
 
 /// The introspection answer.
 #[derive(Debug, Serialize)]
@@ -78,80 +78,53 @@ pub async fn introspect(
 /// to others); a refresh token only to the client it was issued to (RFC 7662 §2.2 lets the answer
 /// depend on the caller).
 async fn inspect(state: &AppState, caller: &str, token: &str) -> Result<Introspection, OAuthError> {
-    let now = state.now();
-    let issuer = state.settings.issuer.as_str();
-
-    let access = state
-        .verify_token::<AccessClaims>(
-            token,
-            Expectation {
-                kind: TokenKind::Access,
-                issuer,
-                audience: Some(&state.settings.audience),
-                now,
-                expiry: Expiry::Enforce,
-            },
-        )
-        .await;
-    if let Ok(c) = access {
-        if state.store.is_token_revoked(&c.jti).await? {
-            return Ok(INACTIVE);
+    match state.presented_token(token).await {
+        Some(Presented::Access(c)) => {
+            if state.store.is_token_revoked(&c.jti).await? {
+                return Ok(INACTIVE);
+            }
+            Ok(Introspection {
+                active: true,
+                details: Some(ActiveDetails {
+                    scope: Some(c.scope),
+                    client_id: c.client_id,
+                    sub: c.sub,
+                    iss: c.iss,
+                    exp: c.exp,
+                    iat: c.iat,
+                    token_type: "Bearer",
+                    aud: Some(c.aud),
+                    jti: c.jti,
+                }),
+            })
         }
-        return Ok(Introspection {
-            active: true,
-            details: Some(ActiveDetails {
-                scope: Some(c.scope),
-                client_id: c.client_id,
-                sub: c.sub,
-                iss: c.iss,
-                exp: c.exp,
-                iat: c.iat,
-                token_type: "Bearer",
-                aud: Some(c.aud),
-                jti: c.jti,
-            }),
-        });
-    }
-
-    let refresh = state
-        .verify_token::<RefreshClaims>(
-            token,
-            Expectation {
-                kind: TokenKind::Refresh,
-                issuer,
-                audience: Some(issuer),
-                now,
-                expiry: Expiry::Enforce,
-            },
-        )
-        .await;
-    if let Ok(c) = refresh {
-        let Some(record) = state.store.find_refresh_token(&c.jti).await? else {
-            return Ok(INACTIVE);
-        };
-        let spent = record.rotated_at.is_some();
-        if spent
-            || record.client_id != c.client_id
-            || c.client_id != caller
-            || state.store.is_token_revoked(&c.jti).await?
-        {
-            return Ok(INACTIVE);
+        Some(Presented::Refresh(c)) => {
+            let Some(record) = state.store.find_refresh_token(&c.jti).await? else {
+                return Ok(INACTIVE);
+            };
+            let spent = record.rotated_at.is_some();
+            if spent
+                || record.client_id != c.client_id
+                || c.client_id != caller
+                || state.store.is_token_revoked(&c.jti).await?
+            {
+                return Ok(INACTIVE);
+            }
+            Ok(Introspection {
+                active: true,
+                details: Some(ActiveDetails {
+                    scope: Some(record.scope),
+                    client_id: c.client_id,
+                    sub: c.sub,
+                    iss: c.iss,
+                    exp: c.exp,
+                    iat: c.iat,
+                    token_type: "refresh_token",
+                    aud: None,
+                    jti: c.jti,
+                }),
+            })
         }
-        return Ok(Introspection {
-            active: true,
-            details: Some(ActiveDetails {
-                scope: Some(record.scope),
-                client_id: c.client_id,
-                sub: c.sub,
-                iss: c.iss,
-                exp: c.exp,
-                iat: c.iat,
-                token_type: "refresh_token",
-                aud: None,
-                jti: c.jti,
-            }),
-        });
+        None => Ok(INACTIVE),
     }
-
-    Ok(INACTIVE)
 }

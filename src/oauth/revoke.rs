@@ -12,7 +12,7 @@ use crate::http::params::Params;
 use crate::oauth::client_auth;
 use crate::oauth::error::OAuthError;
 use crate::state::AppState;
-use crate::tokens::{AccessClaims, Expectation, Expiry, RefreshClaims, TokenKind};
+use crate::tokens::Presented;
 
 /// `POST /revoke`.
 pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
@@ -36,47 +36,22 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, params: P
 
 async fn revoke_token(state: &AppState, client_id: &str, token: &str) -> Result<(), OAuthError> {
     let now = state.now();
-    let issuer = state.settings.issuer.as_str();
-
-    let refresh = state
-        .verify_token::<RefreshClaims>(
-            token,
-            Expectation {
-                kind: TokenKind::Refresh,
-                issuer,
-                audience: Some(issuer),
-                now,
-                expiry: Expiry::Enforce,
-            },
-        )
-        .await;
-    if let Ok(claims) = refresh {
-        if claims.client_id != client_id {
-            return Err(not_yours());
+    match state.presented_token(token).await {
+        Some(Presented::Refresh(claims)) => {
+            if claims.client_id != client_id {
+                return Err(not_yours());
+            }
+            if let Some(record) = state.store.find_refresh_token(&claims.jti).await? {
+                state.store.revoke_grant(&record.grant_id, now).await?;
+            }
         }
-        if let Some(record) = state.store.find_refresh_token(&claims.jti).await? {
-            state.store.revoke_grant(&record.grant_id, now).await?;
+        Some(Presented::Access(claims)) => {
+            if claims.client_id != client_id {
+                return Err(not_yours());
+            }
+            state.store.revoke_token_id(&claims.jti, claims.exp).await?;
         }
-        return Ok(());
-    }
-
-    let access = state
-        .verify_token::<AccessClaims>(
-            token,
-            Expectation {
-                kind: TokenKind::Access,
-                issuer,
-                audience: Some(&state.settings.audience),
-                now,
-                expiry: Expiry::Enforce,
-            },
-        )
-        .await;
-    if let Ok(claims) = access {
-        if claims.client_id != client_id {
-            return Err(not_yours());
-        }
-        state.store.revoke_token_id(&claims.jti, claims.exp).await?;
+        None => {}
     }
     Ok(())
 }
