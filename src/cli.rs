@@ -339,8 +339,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let ctx = server::open(admin_settings(&cli)?).await?;
             let user = find_user(&ctx, username).await?;
             ctx.store.delete_mfa(&user.id).await?;
-            tracing::info!(target: "zarish::security", "second factor reset by an administrator");
-            println!("second factor of {username} removed; they enrol again at next sign-in");
+            let ended = ctx
+                .store
+                .end_user_sessions(&user.id, ctx.clock.now())
+                .await?;
+            println!(
+                "second factor of {username} removed and {ended} session(s) ended; they enrol again at next sign-in"
+            );
         }
         Command::User(UserCommand::Sessions { username }) => {
             let ctx = server::open(admin_settings(&cli)?).await?;

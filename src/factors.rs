@@ -108,7 +108,7 @@ pub async fn confirm_enrollment(
     if !state.store.confirm_mfa(&user.id, step, state.now()).await? {
         return Ok(None);
     }
-    tracing::info!(target: "zarish::security", "second factor enrolled");
+    tracing::info!(target: "zarish::security", user_id = %user.id, "second factor enrolled");
     Ok(Some(regenerate_backup_codes(state, user).await?))
 }
 
@@ -157,7 +157,7 @@ pub async fn verify(
             .use_backup_code(&user.id, &hash, state.now())
             .await?;
         if let Some(remaining) = spent {
-            tracing::info!(target: "zarish::security", remaining, "backup code used");
+            tracing::info!(target: "zarish::security", user_id = %user.id, remaining, "backup code used");
         }
         return Ok(spent.map(|remaining| Proof::BackupCode { remaining }));
     }
@@ -171,15 +171,17 @@ pub async fn verify(
         return Ok(None);
     };
     if !state.store.accept_totp_step(&user.id, step).await? {
-        tracing::warn!(target: "zarish::security", "replayed TOTP code refused");
+        tracing::warn!(target: "zarish::security", user_id = %user.id, "replayed TOTP code refused");
         return Ok(None);
     }
     Ok(Some(Proof::Totp))
 }
 
-/// Removes the factor and its backup codes.
+/// Removes the factor and its backup codes, and ends every session of the user (with their
+/// refresh tokens): sessions that a second factor protected must not outlive it.
 pub async fn remove(state: &AppState, user: &User) -> Result<(), FactorError> {
     state.store.delete_mfa(&user.id).await?;
-    tracing::info!(target: "zarish::security", "second factor removed");
+    let ended = state.store.end_user_sessions(&user.id, state.now()).await?;
+    tracing::info!(target: "zarish::security", user_id = %user.id, ended, "second factor removed");
     Ok(())
 }

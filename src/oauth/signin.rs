@@ -137,7 +137,7 @@ pub async fn login_submit(
         let hash = user.as_ref().map(|u| u.password_hash.clone());
         let ok = state.passwords.verify(SecretString::new(password.to_owned()), hash).await?;
         let Some(user) = user.filter(|_| ok) else {
-            tracing::info!(target: "zarish::security", client_id = %client.client_id, "sign-in failed");
+            tracing::info!(target: "zarish::security", client_id = %client.client_id, ip, "sign-in failed");
             if let Verdict::RetryAfter(seconds) = throttle::record_failure(&state, &ip, username).await? {
                 return Ok(pages::too_many_attempts(seconds));
             }
@@ -189,7 +189,14 @@ async fn complete(
 ) -> Result<(HeaderValue, String), AuthorizeError> {
     let (_session, cookie) = session::start(state, &user.id, amr).await?;
     throttle::record_success(state, ip, &user.username).await?;
-    tracing::info!(target: "zarish::security", client_id = %client.client_id, amr, "sign-in succeeded");
+    tracing::info!(
+        target: "zarish::security",
+        client_id = %client.client_id,
+        user_id = %user.id,
+        ip,
+        amr,
+        "sign-in succeeded"
+    );
 
     drop_pending(state, rid).await?;
     request.prompt_login = false;
@@ -231,7 +238,8 @@ pub async fn otp_submit(
     params: Result<Params, ParamError>,
 ) -> Response {
     let result = async {
-        let (params, client, mut request, rid) = pending_step(&state, &headers, params, true).await?;
+        let (params, client, mut request, rid) =
+            pending_step(&state, &headers, params, true).await?;
         let user = password_verified_user(&state, &request).await?;
         let ip = throttle::client_ip(peer, &headers, &state.settings.trusted_proxies);
         let _attempt = state.attempts.acquire(&ip, &user.username).await;
@@ -241,17 +249,34 @@ pub async fn otp_submit(
 
         let code = params.get("code").unwrap_or("");
         let Some(proof) = factors::verify(&state, &user, code).await? else {
-            tracing::info!(target: "zarish::security", client_id = %client.client_id, "second factor failed");
-            if let Verdict::RetryAfter(seconds) = throttle::record_failure(&state, &ip, &user.username).await? {
+            tracing::info!(
+                target: "zarish::security",
+                client_id = %client.client_id,
+                user_id = %user.id,
+                ip,
+                "second factor failed"
+            );
+            if let Verdict::RetryAfter(seconds) =
+                throttle::record_failure(&state, &ip, &user.username).await?
+            {
                 return Ok(pages::too_many_attempts(seconds));
             }
             let (csrf_token, set) = csrf_for(&state, &headers, &rid);
             let error = Some("That code is not valid. Try the newest code, or a backup code.");
-            let page = OtpPage { action: "/login/otp", rid: &rid, csrf_token: &csrf_token, error };
-            return Ok(with_cookie(pages::render(StatusCode::UNAUTHORIZED, &page), set));
+            let page = OtpPage {
+                action: "/login/otp",
+                rid: &rid,
+                csrf_token: &csrf_token,
+                error,
+            };
+            return Ok(with_cookie(
+                pages::render(StatusCode::UNAUTHORIZED, &page),
+                set,
+            ));
         };
 
-        let (cookie, next) = complete(&state, &client, &mut request, &rid, &user, "pwd otp", &ip).await?;
+        let (cookie, next) =
+            complete(&state, &client, &mut request, &rid, &user, "pwd otp", &ip).await?;
         let mut response = match proof {
             Proof::Totp => see_other(&next),
             Proof::BackupCode { remaining } => {
@@ -259,7 +284,11 @@ pub async fn otp_submit(
                     "You signed in with a backup code. You have {remaining} backup code{} left.",
                     if remaining == 1 { "" } else { "s" }
                 );
-                let page = NoticePage { heading: "Backup code used", message: &message, next: Some(&next) };
+                let page = NoticePage {
+                    heading: "Backup code used",
+                    message: &message,
+                    next: Some(&next),
+                };
                 pages::render(StatusCode::OK, &page)
             }
         };

@@ -766,6 +766,16 @@ async fn step_up_api_needs_a_fresh_second_factor(backend: Backend) {
             .is_none(),
         "the factor is gone"
     );
+    let sessions = local
+        .state
+        .store
+        .list_sessions(&user.id, local.now())
+        .await
+        .expect("store");
+    assert!(
+        sessions.is_empty(),
+        "removing the factor ends the sessions it protected"
+    );
 
     // A role that requires a second factor cannot remove it, however fresh the sign-in.
     let (code, verifier, _) = sign_in_enrolling(&local, &Tab::new(&local), "provider").await;
