@@ -16,7 +16,7 @@ use crate::oidc::userinfo::{BearerError, bearer_token, verify_bearer};
 use crate::session;
 use crate::state::AppState;
 use crate::store::{SessionRecord, StoreError};
-use crate::throttle::{self, Verdict};
+use crate::throttle::{self, Attempt};
 
 /// How recent a second factor must be for the step-up API (seconds).
 pub const STEP_UP_MAX_AGE: i64 = 300;
@@ -167,7 +167,8 @@ pub async fn show(State(state): State<AppState>, headers: HeaderMap) -> Response
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-/// Runs a code check behind the brute-force guard; `Ok(None)` means refused (and counted).
+/// Runs a code check of the signed-in user under the brute-force rules; a blocked attempt is
+/// answered with the 429 page.
 async fn guarded<T>(
     state: &AppState,
     peer: Option<std::net::SocketAddr>,
@@ -176,17 +177,14 @@ async fn guarded<T>(
     check: impl std::future::Future<Output = Result<Option<T>, FactorError>>,
 ) -> Result<Result<Option<T>, Response>, AccountError> {
     let ip = throttle::client_ip(peer, headers, &state.settings.trusted_proxies);
-    let _attempt = state.attempts.acquire(&ip, &user.username).await;
-    if let Verdict::RetryAfter(s) = throttle::check(state, &ip, &user.username).await? {
-        return Ok(Err(pages::too_many_attempts(s)));
-    }
-    let outcome = check.await?;
-    if outcome.is_none()
-        && let Verdict::RetryAfter(s) = throttle::record_failure(state, &ip, &user.username).await?
-    {
-        return Ok(Err(pages::too_many_attempts(s)));
-    }
-    Ok(Ok(outcome))
+    let check = async { Ok::<_, AccountError>(check.await?) };
+    Ok(
+        match throttle::attempt(state, &ip, &user.username, check).await? {
+            Attempt::Blocked(seconds) => Err(pages::too_many_attempts(seconds)),
+            Attempt::Refused => Ok(None),
+            Attempt::Passed(value) => Ok(Some(value)),
+        },
+    )
 }
 
 fn backup_codes_page(codes: &[crate::secret::SecretString]) -> Response {

@@ -120,7 +120,7 @@ impl AttemptLocks {
 }
 
 /// Checks the address block and the account delay before any password is looked at.
-pub async fn check(state: &AppState, ip: &str, username: &str) -> Result<Verdict, StoreError> {
+async fn check(state: &AppState, ip: &str, username: &str) -> Result<Verdict, StoreError> {
     let now = state.now();
     let limits = state.settings.signin;
     if let Some(until) = state.store.ip_blocked_until(ip, now).await? {
@@ -149,11 +149,7 @@ pub async fn check(state: &AppState, ip: &str, username: &str) -> Result<Verdict
 
 /// Counts a failed attempt against the address and the account. Returns the verdict for the
 /// next attempt from this address: blocked when this failure reached the limit.
-pub async fn record_failure(
-    state: &AppState,
-    ip: &str,
-    username: &str,
-) -> Result<Verdict, StoreError> {
+async fn record_failure(state: &AppState, ip: &str, username: &str) -> Result<Verdict, StoreError> {
     let now = state.now();
     let limits = state.settings.signin;
     state
@@ -177,6 +173,44 @@ pub async fn record_failure(
         }
         None => Verdict::Allowed,
     })
+}
+
+/// The outcome of one guarded sign-in attempt.
+#[derive(Debug)]
+pub enum Attempt<T> {
+    /// Refused before the check ran, or this failure reached the limit: retry after so many
+    /// seconds.
+    Blocked(i64),
+    /// The check said no; the failure is counted.
+    Refused,
+    /// The check passed.
+    Passed(T),
+}
+
+/// Runs one sign-in attempt (a password, a second factor) of `username` from `ip` under the
+/// brute-force rules: waits for the attempt slot of the address and username, refuses a blocked
+/// address or a delayed account, runs `check` (`None` means refused), and counts a refusal. This
+/// is the one place the rules are applied, for every form that takes a secret.
+pub async fn attempt<T, E>(
+    state: &AppState,
+    ip: &str,
+    username: &str,
+    check: impl std::future::Future<Output = Result<Option<T>, E>>,
+) -> Result<Attempt<T>, E>
+where
+    E: From<StoreError>,
+{
+    let _slot = state.attempts.acquire(ip, username).await;
+    if let Verdict::RetryAfter(seconds) = self::check(state, ip, username).await? {
+        return Ok(Attempt::Blocked(seconds));
+    }
+    match check.await? {
+        Some(passed) => Ok(Attempt::Passed(passed)),
+        None => match record_failure(state, ip, username).await? {
+            Verdict::RetryAfter(seconds) => Ok(Attempt::Blocked(seconds)),
+            Verdict::Allowed => Ok(Attempt::Refused),
+        },
+    }
 }
 
 /// Clears the account's count after a successful sign-in.

@@ -20,7 +20,7 @@ use crate::oauth::error::OAuthError;
 use crate::secret::SecretString;
 use crate::session;
 use crate::state::AppState;
-use crate::throttle::{self, Verdict};
+use crate::throttle::{self, Attempt};
 
 /// Longest accepted username or password on the sign-in form.
 const MAX_LOGIN_FIELD: usize = 1024;
@@ -127,22 +127,22 @@ pub async fn login_submit(
         if username.len() > MAX_LOGIN_FIELD || password.len() > MAX_LOGIN_FIELD {
             return Err(malformed());
         }
-        let ip = throttle::client_ip(peer, &headers, &state.settings.trusted_proxies);
-        let _attempt = state.attempts.acquire(&ip, username).await;
-        if let Verdict::RetryAfter(seconds) = throttle::check(&state, &ip, username).await? {
-            return Ok(pages::too_many_attempts(seconds));
-        }
 
-        let user = state.store.find_user_by_username(username).await?;
-        let hash = user.as_ref().map(|u| u.password_hash.clone());
-        let ok = state.passwords.verify(SecretString::new(password.to_owned()), hash).await?;
-        let Some(user) = user.filter(|_| ok) else {
-            tracing::info!(target: "zarish::security", client_id = %client.client_id, ip, "sign-in failed");
-            if let Verdict::RetryAfter(seconds) = throttle::record_failure(&state, &ip, username).await? {
-                return Ok(pages::too_many_attempts(seconds));
+        let ip = throttle::client_ip(peer, &headers, &state.settings.trusted_proxies);
+        let check = async {
+            let user = state.store.find_user_by_username(username).await?;
+            let hash = user.as_ref().map(|u| u.password_hash.clone());
+            let ok = state.passwords.verify(SecretString::new(password.to_owned()), hash).await?;
+            Ok::<_, AuthorizeError>(user.filter(|_| ok))
+        };
+        let user = match throttle::attempt(&state, &ip, username, check).await? {
+            Attempt::Passed(user) => user,
+            Attempt::Blocked(seconds) => return Ok(pages::too_many_attempts(seconds)),
+            Attempt::Refused => {
+                tracing::info!(target: "zarish::security", client_id = %client.client_id, ip, "sign-in failed");
+                let message = Some("Invalid username or password.");
+                return Ok(login_form(&state, &headers, StatusCode::UNAUTHORIZED, &client, &rid, username, message));
             }
-            let message = Some("Invalid username or password.");
-            return Ok(login_form(&state, &headers, StatusCode::UNAUTHORIZED, &client, &rid, username, message));
         };
 
         // OIDC Core 3.1.2.1: a hint names who should be signed in; someone else gets an error.
@@ -241,38 +241,34 @@ pub async fn otp_submit(
         let (params, client, mut request, rid) =
             pending_step(&state, &headers, params, true).await?;
         let user = password_verified_user(&state, &request).await?;
-        let ip = throttle::client_ip(peer, &headers, &state.settings.trusted_proxies);
-        let _attempt = state.attempts.acquire(&ip, &user.username).await;
-        if let Verdict::RetryAfter(seconds) = throttle::check(&state, &ip, &user.username).await? {
-            return Ok(pages::too_many_attempts(seconds));
-        }
 
+        let ip = throttle::client_ip(peer, &headers, &state.settings.trusted_proxies);
         let code = params.get("code").unwrap_or("");
-        let Some(proof) = factors::verify(&state, &user, code).await? else {
-            tracing::info!(
-                target: "zarish::security",
-                client_id = %client.client_id,
-                user_id = %user.id,
-                ip,
-                "second factor failed"
-            );
-            if let Verdict::RetryAfter(seconds) =
-                throttle::record_failure(&state, &ip, &user.username).await?
-            {
-                return Ok(pages::too_many_attempts(seconds));
+        let check = async { Ok::<_, AuthorizeError>(factors::verify(&state, &user, code).await?) };
+        let proof = match throttle::attempt(&state, &ip, &user.username, check).await? {
+            Attempt::Passed(proof) => proof,
+            Attempt::Blocked(seconds) => return Ok(pages::too_many_attempts(seconds)),
+            Attempt::Refused => {
+                tracing::info!(
+                    target: "zarish::security",
+                    client_id = %client.client_id,
+                    user_id = %user.id,
+                    ip,
+                    "second factor failed"
+                );
+                let (csrf_token, set) = csrf_for(&state, &headers, &rid);
+                let error = Some("That code is not valid. Try the newest code, or a backup code.");
+                let page = OtpPage {
+                    action: "/login/otp",
+                    rid: &rid,
+                    csrf_token: &csrf_token,
+                    error,
+                };
+                return Ok(with_cookie(
+                    pages::render(StatusCode::UNAUTHORIZED, &page),
+                    set,
+                ));
             }
-            let (csrf_token, set) = csrf_for(&state, &headers, &rid);
-            let error = Some("That code is not valid. Try the newest code, or a backup code.");
-            let page = OtpPage {
-                action: "/login/otp",
-                rid: &rid,
-                csrf_token: &csrf_token,
-                error,
-            };
-            return Ok(with_cookie(
-                pages::render(StatusCode::UNAUTHORIZED, &page),
-                set,
-            ));
         };
 
         let (cookie, next) =
@@ -357,31 +353,29 @@ pub async fn enroll_submit(
         let (params, client, mut request, rid) =
             pending_step(&state, &headers, params, true).await?;
         let user = password_verified_user(&state, &request).await?;
-        let ip = throttle::client_ip(peer, &headers, &state.settings.trusted_proxies);
-        let _attempt = state.attempts.acquire(&ip, &user.username).await;
-        if let Verdict::RetryAfter(seconds) = throttle::check(&state, &ip, &user.username).await? {
-            return Ok(pages::too_many_attempts(seconds));
-        }
 
+        let ip = throttle::client_ip(peer, &headers, &state.settings.trusted_proxies);
         let code = params.get("code").unwrap_or("");
-        let Some(codes) = factors::confirm_enrollment(&state, &user, code).await? else {
-            if let Verdict::RetryAfter(seconds) =
-                throttle::record_failure(&state, &ip, &user.username).await?
-            {
-                return Ok(pages::too_many_attempts(seconds));
+        let check = async {
+            Ok::<_, AuthorizeError>(factors::confirm_enrollment(&state, &user, code).await?)
+        };
+        let codes = match throttle::attempt(&state, &ip, &user.username, check).await? {
+            Attempt::Passed(codes) => codes,
+            Attempt::Blocked(seconds) => return Ok(pages::too_many_attempts(seconds)),
+            Attempt::Refused => {
+                let Some(enrollment) = factors::pending_enrollment(&state, &user).await? else {
+                    return Ok(see_other(&format!("/login/otp?rid={rid}")));
+                };
+                let error = Some("That code is not valid. Enter the code your app shows now.");
+                return Ok(enroll_form(
+                    &state,
+                    &headers,
+                    StatusCode::UNAUTHORIZED,
+                    &rid,
+                    &enrollment,
+                    error,
+                ));
             }
-            let Some(enrollment) = factors::pending_enrollment(&state, &user).await? else {
-                return Ok(see_other(&format!("/login/otp?rid={rid}")));
-            };
-            let error = Some("That code is not valid. Enter the code your app shows now.");
-            return Ok(enroll_form(
-                &state,
-                &headers,
-                StatusCode::UNAUTHORIZED,
-                &rid,
-                &enrollment,
-                error,
-            ));
         };
 
         let (cookie, next) =

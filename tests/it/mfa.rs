@@ -679,16 +679,26 @@ async fn account_delay_grows_and_a_success_resets_it(backend: Backend) {
 
     // The delay never exceeds the cap, however many failures.
     let user = "nobody-at-all";
+    use zarish::throttle::{Attempt, attempt};
+    type Outcome = Result<Option<()>, zarish::store::StoreError>;
     for _ in 0..20 {
         local.clock.advance(31);
-        zarish::throttle::record_failure(&local.state, "203.0.113.1", user)
-            .await
-            .expect("record");
-    }
-    let verdict = zarish::throttle::check(&local.state, "203.0.113.1", user)
+        let refused = attempt(&local.state, "203.0.113.1", user, async {
+            Outcome::Ok(None)
+        })
         .await
-        .expect("check");
-    assert_eq!(verdict, zarish::throttle::Verdict::RetryAfter(30));
+        .expect("attempt");
+        assert!(matches!(refused, Attempt::Refused), "{refused:?}");
+    }
+    let next = attempt(&local.state, "203.0.113.1", user, async {
+        Outcome::Ok(Some(()))
+    })
+    .await
+    .expect("attempt");
+    assert!(
+        matches!(next, Attempt::Blocked(30)),
+        "the delay is capped at 30 s: {next:?}"
+    );
 }
 
 async fn acr_values_demand_a_second_factor_from_any_role(backend: Backend) {
