@@ -13,16 +13,13 @@ use crate::common::*;
 use crate::flows::{code_flow, decode_segment};
 
 async fn introspect(node: &TestServer, token: &str) -> Value {
-    http()
-        .post(node.url("/introspect"))
-        .basic_auth("demo-backend", node.client_secret("demo-backend"))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .expect("introspect")
-        .json()
-        .await
-        .expect("json")
+    introspect_at(
+        &node.base,
+        "demo-backend",
+        node.client_secret("demo-backend"),
+        token,
+    )
+    .await
 }
 
 async fn refresh(node: &TestServer, token: &str) -> reqwest::Response {

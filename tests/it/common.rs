@@ -241,23 +241,11 @@ impl TestServer {
     }
 
     pub fn client_secret(&self, client_id: &str) -> Option<String> {
-        self.creds["clients"]
-            .as_array()
-            .expect("clients")
-            .iter()
-            .find(|c| c["client_id"] == client_id)
-            .and_then(|c| c["client_secret"].as_str().map(str::to_owned))
+        demo_secret(&self.creds, client_id)
     }
 
     pub fn password(&self, username: &str) -> String {
-        self.creds["users"]
-            .as_array()
-            .expect("users")
-            .iter()
-            .find(|u| u["username"] == username)
-            .and_then(|u| u["password"].as_str())
-            .expect("user")
-            .to_owned()
+        demo_password(&self.creds, username)
     }
 
     /// Runs a `zarish` admin command on this server's data dir and database, with `stdin`.
@@ -413,6 +401,42 @@ impl Browser {
         }
         panic!("too many redirects");
     }
+}
+
+/// A demo user's password from a demo-credentials document.
+pub fn demo_password(creds: &Value, username: &str) -> String {
+    creds["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .find(|u| u["username"] == username)
+        .and_then(|u| u["password"].as_str())
+        .expect("user")
+        .to_owned()
+}
+
+/// A demo client's secret (none for public clients) from a demo-credentials document.
+pub fn demo_secret(creds: &Value, client_id: &str) -> Option<String> {
+    creds["clients"]
+        .as_array()
+        .expect("clients")
+        .iter()
+        .find(|c| c["client_id"] == client_id)
+        .and_then(|c| c["client_secret"].as_str().map(str::to_owned))
+}
+
+/// Introspects `token` at `base` as `client` (RFC 7662) and returns the answer.
+pub async fn introspect_at(base: &str, client: &str, secret: Option<String>, token: &str) -> Value {
+    http()
+        .post(format!("{base}/introspect"))
+        .basic_auth(client, secret)
+        .form(&[("token", token)])
+        .send()
+        .await
+        .expect("introspect")
+        .json()
+        .await
+        .expect("json")
 }
 
 /// A browser-like client: a cookie jar, no automatic redirects.

@@ -75,25 +75,11 @@ impl Local {
     }
 
     pub fn password(&self, username: &str) -> String {
-        self.creds["users"]
-            .as_array()
-            .expect("users")
-            .iter()
-            .find(|u| u["username"] == username)
-            .and_then(|u| u["password"].as_str())
-            .expect("user")
-            .to_owned()
+        crate::common::demo_password(&self.creds, username)
     }
 
     pub fn client_secret(&self, client_id: &str) -> String {
-        self.creds["clients"]
-            .as_array()
-            .expect("clients")
-            .iter()
-            .find(|c| c["client_id"] == client_id)
-            .and_then(|c| c["client_secret"].as_str())
-            .expect("secret")
-            .to_owned()
+        crate::common::demo_secret(&self.creds, client_id).expect("secret")
     }
 
     pub fn now(&self) -> i64 {

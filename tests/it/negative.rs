@@ -217,16 +217,13 @@ async fn wrong_code_verifier_is_invalid_grant(backend: Backend) {
 /// Introspects as demo-web, the client these tests' tokens belong to (refresh tokens are only
 /// shown to their own client).
 async fn introspect(server: &TestServer, token: &str) -> Value {
-    http()
-        .post(server.url("/introspect"))
-        .basic_auth("demo-web", server.client_secret("demo-web"))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .expect("introspect")
-        .json()
-        .await
-        .expect("json")
+    introspect_at(
+        &server.base,
+        "demo-web",
+        server.client_secret("demo-web"),
+        token,
+    )
+    .await
 }
 
 async fn refresh(server: &TestServer, token: &str, scope: Option<&str>) -> reqwest::Response {
